@@ -1,0 +1,43 @@
+// The job descriptor: a TOML document that says how to run a script
+// (proto-spec section "The descriptor").
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace cloudproto {
+
+struct Descriptor {
+    std::string runtime;
+    std::vector<std::string> args; // one element is one argument
+    std::string reply_to;
+    std::optional<std::chrono::seconds> timeout;
+};
+
+// Why a descriptor was refused: the field at fault ("args[2]", or
+// "descriptor" for the document as a whole) and a sentence for a person.
+struct DescriptorError {
+    std::string field;
+    std::string reason;
+
+    std::string to_string() const; // "args[2]: must be a string"
+};
+
+using DescriptorResult = std::variant<Descriptor, DescriptorError>;
+
+// Parses and validates. Unknown keys are ignored (compatibility rule).
+DescriptorResult parse_descriptor(std::string_view toml_text);
+
+// Runtime names are open tokens: [a-z0-9][a-z0-9._+-]*, at most
+// max_runtime_name_bytes.
+bool is_valid_runtime_name(std::string_view name);
+
+// A plain ASCII addr-spec, local@domain, that cannot smuggle a header
+// or a second recipient into a mail.
+bool is_valid_address(std::string_view address);
+
+} // namespace cloudproto
