@@ -1,0 +1,270 @@
+#include "node/config.hpp"
+
+#include "cloudproto/descriptor.hpp"
+#include "cloudproto/log.hpp"
+#include "cloudproto/protocol.hpp"
+
+#include <asio/ip/address.hpp>
+#include <fmt/format.h>
+#include <toml++/toml.h>
+
+#include <fstream>
+#include <sstream>
+
+namespace cloudnode {
+
+namespace {
+
+// Reads one table of the file, and names keys in errors as "table.key".
+class Reader {
+public:
+    Reader(const toml::table& root, const std::filesystem::path& file)
+        : root_(root), file_(file) {}
+
+    [[noreturn]] void fail(std::string_view key, std::string_view what) const {
+        throw ConfigError(
+            fmt::format("{}: {}: {}", file_.string(), key, what));
+    }
+
+    const toml::node* find(std::string_view key) const {
+        return root_.at_path(key).node();
+    }
+
+    std::string string(std::string_view key, std::string fallback,
+                       bool required = false) const {
+        auto* n = find(key);
+        if (!n) {
+            if (required)
+                fail(key, "is required");
+            return fallback;
+        }
+        auto v = n->value<std::string>();
+        if (!n->is_string() || !v || v->empty())
+            fail(key, "must be a non-empty string");
+        return *v;
+    }
+
+    std::int64_t integer(std::string_view key, std::int64_t fallback,
+                         std::int64_t min, std::int64_t max) const {
+        auto* n = find(key);
+        if (!n)
+            return fallback;
+        auto v = n->value<std::int64_t>();
+        if (!n->is_integer() || !v || *v < min || *v > max)
+            fail(key, fmt::format("must be an integer from {} to {}", min,
+                                  max));
+        return *v;
+    }
+
+    std::vector<std::string> strings(std::string_view key) const {
+        std::vector<std::string> out;
+        auto* n = find(key);
+        if (!n)
+            return out;
+        auto* arr = n->as_array();
+        if (!arr)
+            fail(key, "must be a list of strings");
+        for (auto& e : *arr) {
+            auto v = e.value<std::string>();
+            if (!e.is_string() || !v)
+                fail(key, "must be a list of strings");
+            out.push_back(*v);
+        }
+        return out;
+    }
+
+    std::filesystem::path path(std::string_view key, std::string fallback,
+                               bool required = false) const {
+        std::filesystem::path p = string(key, std::move(fallback), required);
+        if (p.is_relative())
+            p = file_.parent_path() / p;
+        return p.lexically_normal();
+    }
+
+    std::vector<ListenAddress> addresses(std::string_view key) const {
+        std::vector<ListenAddress> out;
+        for (const auto& text : strings(key)) {
+            auto colon = text.rfind(':');
+            if (colon == std::string::npos)
+                fail(key, fmt::format("'{}' must be host:port", text));
+            ListenAddress a;
+            a.host = text.substr(0, colon);
+            if (a.host.size() > 2 && a.host.front() == '[')
+                a.host = a.host.substr(1, a.host.size() - 2);
+            std::error_code ec;
+            asio::ip::make_address(a.host, ec);
+            if (ec)
+                fail(key, fmt::format("'{}' is not an IP address", a.host));
+            int port = -1;
+            try {
+                std::size_t used = 0;
+                port = std::stoi(text.substr(colon + 1), &used);
+                if (used != text.size() - colon - 1)
+                    port = -1;
+            } catch (const std::exception&) {
+            }
+            if (port < 0 || port > 65535)
+                fail(key, fmt::format("'{}' has no valid port", text));
+            a.port = static_cast<std::uint16_t>(port);
+            out.push_back(a);
+        }
+        return out;
+    }
+
+private:
+    const toml::table& root_;
+    const std::filesystem::path& file_;
+};
+
+std::vector<Runtime> default_runtimes() {
+    return {
+        {"bash", "sh", {"/bin/bash", "{script}"}},
+        {"python", "py", {"/usr/bin/python3", "-I", "{script}"}},
+    };
+}
+
+std::vector<Runtime> read_runtimes(const toml::table& root,
+                                   const Reader& r) {
+    auto* table = root["runtimes"].as_table();
+    if (!root["runtimes"])
+        return default_runtimes();
+    if (!table)
+        r.fail("runtimes", "must be a table of runtimes");
+
+    std::vector<Runtime> out;
+    for (auto& [name, value] : *table) {
+        std::string key = fmt::format("runtimes.{}", name.str());
+        if (!cloudproto::is_valid_runtime_name(name.str()))
+            r.fail(key, "is not a valid runtime name (lower-case letters, "
+                        "digits, '.', '_', '+', '-')");
+        Runtime rt;
+        rt.name = name.str();
+        rt.extension = r.string(key + ".extension", {}, true);
+        rt.command = r.strings(key + ".command");
+        if (rt.command.empty())
+            r.fail(key + ".command", "must list the program and its "
+                                     "arguments");
+        if (std::filesystem::path(rt.command[0]).is_relative())
+            r.fail(key + ".command", "must start with an absolute path");
+        bool has_script = false;
+        for (const auto& word : rt.command)
+            has_script |= word == "{script}";
+        if (!has_script)
+            r.fail(key + ".command", "must contain \"{script}\"");
+        out.push_back(std::move(rt));
+    }
+    return out;
+}
+
+bool is_loopback(const std::string& host) {
+    std::error_code ec;
+    auto a = asio::ip::make_address(host, ec);
+    return !ec && a.is_loopback();
+}
+
+} // namespace
+
+const Runtime* Config::find_runtime(std::string_view wanted) const {
+    for (const auto& rt : runtimes) {
+        if (rt.name == wanted)
+            return &rt;
+    }
+    return nullptr;
+}
+
+Config parse_config(std::string_view text, const std::filesystem::path& file) {
+    toml::table root;
+    try {
+        root = toml::parse(text, file.string());
+    } catch (const toml::parse_error& e) {
+        throw ConfigError(fmt::format("{}:{}:{}: not valid TOML: {}",
+                                      file.string(), e.source().begin.line,
+                                      e.source().begin.column,
+                                      e.description()));
+    }
+    Reader r(root, file);
+    Config c;
+    c.file = file;
+
+    // [node]
+    c.name = r.string("node.name", {}, true);
+    for (char ch : c.name) {
+        if (ch <= ' ' || ch > '~')
+            r.fail("node.name", "must be printable ASCII without spaces");
+    }
+    c.spool_dir = r.path("node.spool_dir", {}, true);
+    c.work_dir = r.path("node.work_dir", (c.spool_dir / "work").string());
+    c.log_level = r.string("node.log_level", "info");
+    cloudproto::log::Level level;
+    if (!cloudproto::log::parse_level(c.log_level, level))
+        r.fail("node.log_level", "must be one of trace, debug, info, warn, "
+                                 "error");
+
+    // [listen] and [tls]
+    c.listen_tls = r.addresses("listen.tls");
+    c.listen_plain = r.addresses("listen.plain");
+    if (c.listen_tls.empty() && c.listen_plain.empty())
+        r.fail("listen", "names no address to listen on");
+    for (const auto& a : c.listen_plain) {
+        if (!is_loopback(a.host))
+            r.fail("listen.plain", fmt::format("{} is not a loopback "
+                                               "address; the plaintext "
+                                               "listener is for loopback only",
+                                               a.host));
+    }
+    if (!c.listen_tls.empty()) {
+        c.certificate = r.path("tls.certificate", {}, true);
+        c.private_key = r.path("tls.private_key", {}, true);
+    }
+
+    // [limits]
+    using namespace cloudproto;
+    using std::chrono::seconds;
+    c.slots = r.integer("limits.slots", 2, 1, 1024);
+    c.max_job_bytes = r.integer("limits.max_job_bytes", default_max_job_bytes,
+                                1024, 1024LL * 1024 * 1024);
+    c.max_output_bytes =
+        r.integer("limits.max_output_bytes", default_max_output_bytes, 0,
+                  1024LL * 1024 * 1024);
+    c.max_queued_jobs =
+        r.integer("limits.max_queued_jobs", 1000, 1, 1000000);
+    c.max_connections = r.integer("limits.max_connections", 256, 1, 100000);
+    c.max_timeout = seconds{r.integer("limits.max_timeout_seconds",
+                                      default_max_job_timeout.count(), 1,
+                                      7 * 24 * 3600)};
+    c.default_timeout = seconds{r.integer("limits.default_timeout_seconds",
+                                          default_job_timeout.count(), 1,
+                                          c.max_timeout.count())};
+    c.idle_timeout = seconds{r.integer("limits.idle_timeout_seconds",
+                                       default_idle_timeout.count(), 1,
+                                       24 * 3600)};
+    c.handshake_timeout =
+        seconds{r.integer("limits.handshake_timeout_seconds", 10, 1, 600)};
+    c.result_retention = std::chrono::hours{
+        r.integer("limits.result_retention_hours", 24 * 7, 1, 24 * 3650)};
+
+    // [mail]
+    c.mail_from = r.string("mail.from", "cloud-node@" + c.name);
+    if (!is_valid_address(c.mail_from))
+        r.fail("mail.from", "is not a plain address like node@example.org");
+    c.outbox_dir = r.path("mail.outbox_dir", (c.spool_dir / "outbox").string());
+    c.mail_inline_limit_bytes =
+        r.integer("mail.inline_limit_bytes", 16 * 1024, 0, 1024 * 1024);
+
+    c.runtimes = read_runtimes(root, r);
+    return c;
+}
+
+Config load_config(const std::filesystem::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in)
+        throw ConfigError(
+            fmt::format("{}: cannot read the configuration file",
+                        file.string()));
+    std::ostringstream text;
+    text << in.rdbuf();
+    auto absolute = std::filesystem::absolute(file);
+    return parse_config(text.str(), absolute);
+}
+
+} // namespace cloudnode

@@ -1,0 +1,552 @@
+#include "node/session.hpp"
+
+#include "cloudproto/descriptor.hpp"
+#include "cloudproto/job_id.hpp"
+#include "cloudproto/log.hpp"
+#include "cloudproto/protocol.hpp"
+#include "cloudproto/reply.hpp"
+
+#include <asio/redirect_error.hpp>
+#include <asio/use_awaitable.hpp>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <functional>
+
+namespace cloudnode {
+
+using cloudproto::JobState;
+namespace code = cloudproto::reply_code;
+namespace log = cloudproto::log;
+
+namespace {
+
+// How long a closing session may take to say goodbye.
+constexpr std::chrono::seconds goodbye_timeout{5};
+
+std::vector<std::string> split_words(std::string_view line) {
+    std::vector<std::string> out;
+    std::size_t i = 0;
+    while (i < line.size()) {
+        while (i < line.size() && line[i] == ' ')
+            ++i;
+        auto start = i;
+        while (i < line.size() && line[i] != ' ')
+            ++i;
+        if (i > start)
+            out.emplace_back(line.substr(start, i - start));
+    }
+    return out;
+}
+
+std::string upper(std::string s) {
+    for (auto& c : s)
+        c = static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c);
+    return s;
+}
+
+// Decimal without sign or leading zeros, as the spec's ABNF says.
+std::optional<std::uint64_t> parse_size(std::string_view text) {
+    if (text.empty() || text.size() > 19 || (text[0] == '0' && text.size() > 1))
+        return std::nullopt;
+    std::uint64_t n = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+    if (ec != std::errc{} || end != text.data() + text.size())
+        return std::nullopt;
+    return n;
+}
+
+// Starts work that reports through a callback, and suspends until it has:
+// `start` receives the function to call when done.
+template <typename Start>
+asio::awaitable<void> until_called(Start start) {
+    asio::steady_timer wake(co_await asio::this_coro::executor,
+                            asio::steady_timer::time_point::max());
+    bool called = false;
+    start([&called, &wake] {
+        called = true;
+        wake.cancel();
+    });
+    while (!called) {
+        std::error_code ec;
+        co_await wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+}
+
+std::vector<std::string> report_lines(const cloudproto::JobReport& report) {
+    std::vector<std::string> lines;
+    for (const auto& f : report.to_fields())
+        lines.push_back(cloudproto::format_field(f));
+    return lines;
+}
+
+} // namespace
+
+std::string_view to_string(Session::State state) {
+    constexpr std::string_view names[] = {"handshake", "fresh", "ready",
+                                          "closing"};
+    return names[static_cast<int>(state)];
+}
+
+const Session::Verb Session::verbs[] = {
+    {"HELLO", false, 1, 1, &Session::proceed_hello, "HELLO <client-name>"},
+    {"SUBMIT", true, 3, 32, &Session::proceed_submit,
+     "SUBMIT <job-id> <descriptor-octets> <script-octets> [KEY=VALUE ...]"},
+    {"STATUS", true, 1, 1, &Session::proceed_status, "STATUS <job-id>"},
+    {"WAIT", true, 2, 2, &Session::proceed_wait, "WAIT <job-id> <seconds>"},
+    {"RESULT", true, 1, 1, &Session::proceed_result, "RESULT <job-id>"},
+    {"NOOP", false, 0, 0, &Session::proceed_noop, "NOOP"},
+    {"HELP", false, 0, 1, &Session::proceed_help, "HELP"},
+    {"QUIT", false, 0, 0, &Session::proceed_quit, "QUIT"},
+};
+
+Session::Session(SessionContext& context,
+                 std::shared_ptr<cloudproto::Connection> connection,
+                 std::string id)
+    : ctx_(context), connection_(std::move(connection)), id_(std::move(id)) {}
+
+void Session::enter_state(State next) {
+    log::trace(id_, "session", "state", "from={} to={}", to_string(state_),
+               to_string(next));
+    state_ = next;
+}
+
+void Session::reply(int c, std::string_view text) {
+    log::trace(id_, "session", "send", "code={} text={}", c,
+               log::value(text));
+    connection_->queue(cloudproto::encode_reply(c, text));
+}
+
+void Session::reply(int c, const std::vector<std::string>& lines) {
+    log::trace(id_, "session", "send", "code={} lines={}", c, lines.size());
+    connection_->queue(cloudproto::encode_reply(c, lines));
+}
+
+void Session::reply_and_close(int c, std::string_view text,
+                              std::string_view reason) {
+    reply(c, text);
+    close_reason_ = reason;
+    enter_state(State::closing);
+}
+
+void Session::stop() {
+    stopped_ = true;
+    if (wake_)
+        wake_->cancel();
+    connection_->close();
+}
+
+asio::awaitable<void> Session::run(bool refuse) {
+    const auto& cfg = ctx_.config;
+    log::info(id_, "session", "connected", "remote={} tls={}",
+              connection_->remote(), connection_->is_tls() ? "yes" : "no");
+
+    // TLS first, within its own time limit.
+    connection_->arm(cfg.handshake_timeout);
+    if (auto ec = co_await connection_->server_handshake()) {
+        log::info(id_, "session", "tls-failed", "error={}",
+                  log::value(ec.message()));
+        co_return co_await close("tls");
+    }
+
+    if (refuse) {
+        reply_and_close(code::unavailable,
+                        cfg.name + " too many connections", "busy");
+        co_return co_await close(close_reason_);
+    }
+    reply(code::greeting,
+          fmt::format("{} {} ready", cfg.name, cloudproto::protocol_name));
+    enter_state(State::fresh);
+
+    // One command after another until someone ends it.
+    while (state_ != State::closing) {
+        connection_->arm(cfg.idle_timeout);
+        auto line = co_await connection_->read_line();
+        if (stopped_)
+            co_return co_await close("shutdown");
+        if (line.ec == asio::error::timed_out) {
+            reply_and_close(code::unavailable, cfg.name + " idle timeout",
+                            "idle");
+            break;
+        }
+        if (line.ec) {
+            auto reason = line.ec == asio::error::eof ? "eof" : "io-error";
+            co_return co_await close(reason);
+        }
+        if (line.kind == cloudproto::LineEvent::Kind::too_long) {
+            log::info(id_, "session", "refused", "reason=line-too-long");
+            reply(code::syntax_error,
+                  fmt::format("line too long (the limit is {} octets)",
+                              cloudproto::max_line_bytes));
+            continue;
+        }
+        co_await dispatch(line.text);
+    }
+    co_await close(close_reason_);
+}
+
+// Returns what is wrong with a command line's octets, if anything.
+std::optional<std::string> Session::check_line(std::string_view line) const {
+    if (line.empty())
+        return "empty command line";
+    for (std::size_t i = 0; i < line.size(); ++i) {
+        auto c = static_cast<unsigned char>(line[i]);
+        if (c < 0x20 || c > 0x7e)
+            return fmt::format("command lines are printable ASCII; octet "
+                               "0x{:02x} at column {}",
+                               c, i + 1);
+    }
+    return std::nullopt;
+}
+
+asio::awaitable<void> Session::dispatch(const std::string& line) {
+    log::trace(id_, "session", "recv", "line={}", log::value(line));
+    if (auto bad = check_line(line)) {
+        log::info(id_, "session", "refused", "reason=bad-octets");
+        reply(code::syntax_error, *bad);
+        co_return;
+    }
+
+    auto words = split_words(line);
+    Command cmd{upper(words.empty() ? std::string() : words[0]),
+                {words.begin() + (words.empty() ? 0 : 1), words.end()}};
+    auto verb = std::find_if(std::begin(verbs), std::end(verbs),
+                             [&](const Verb& v) { return v.name == cmd.verb; });
+    if (verb == std::end(verbs)) {
+        reply(code::syntax_error,
+              "unknown verb " + log::value(cmd.verb, 32));
+        co_return;
+    }
+    if (verb->needs_hello && state_ != State::ready) {
+        reply(code::bad_sequence, "say HELLO first");
+        co_return;
+    }
+    if (cmd.args.size() < verb->min_args || cmd.args.size() > verb->max_args) {
+        if (cmd.verb == "SUBMIT") {
+            // Where its payload ends is unknown: nothing can follow.
+            reply_and_close(code::parameter_error,
+                            fmt::format("syntax: {}", verb->syntax),
+                            "bad-submit");
+            co_return;
+        }
+        reply(code::parameter_error, fmt::format("syntax: {}", verb->syntax));
+        co_return;
+    }
+    co_await (this->*(verb->proceed))(cmd);
+}
+
+asio::awaitable<void> Session::proceed_hello(const Command& cmd) {
+    const auto& cfg = ctx_.config;
+    client_name_ = cmd.args[0];
+
+    std::string runtimes;
+    for (const auto& rt : cfg.runtimes)
+        runtimes += (runtimes.empty() ? "" : " ") + rt.name;
+    std::vector<std::string> lines = {
+        fmt::format("{} hello {}", cfg.name, client_name_),
+        fmt::format("VERSION {}", cloudproto::protocol_version),
+        "RUNTIMES " + runtimes,
+        fmt::format("MAX-JOB-BYTES {}", cfg.max_job_bytes),
+        fmt::format("MAX-OUTPUT-BYTES {}", cfg.max_output_bytes),
+        fmt::format("DEFAULT-TIMEOUT-SECONDS {}", cfg.default_timeout.count()),
+        fmt::format("MAX-TIMEOUT-SECONDS {}", cfg.max_timeout.count()),
+        fmt::format("IDLE-TIMEOUT-SECONDS {}", cfg.idle_timeout.count()),
+        "WAIT",
+        "PIPELINING",
+    };
+    reply(code::ok, lines);
+    if (state_ != State::ready) {
+        log::info(id_, "session", "hello", "client={}",
+                  log::value(client_name_, 64));
+        enter_state(State::ready);
+    }
+    co_return;
+}
+
+asio::awaitable<void> Session::proceed_submit(const Command& cmd) {
+    const auto& cfg = ctx_.config;
+    const std::string& id = cmd.args[0];
+    auto dsize = parse_size(cmd.args[1]);
+    auto ssize = parse_size(cmd.args[2]);
+
+    // The line itself: without sizes nothing can follow.
+    if (!dsize || !ssize) {
+        reply_and_close(code::parameter_error,
+                        "octet counts must be decimal numbers", "bad-submit");
+        co_return;
+    }
+    std::uint64_t total = *dsize + *ssize;
+    if (total > cfg.max_job_bytes) {
+        log::info(id_, "session", "refused", "reason=too-large bytes={}",
+                  total);
+        reply_and_close(code::job_too_large,
+                        fmt::format("job of {} octets exceeds MAX-JOB-BYTES {}",
+                                    total, cfg.max_job_bytes),
+                        "too-large");
+        co_return;
+    }
+
+    // The payload, whatever is wrong with the rest.
+    std::string payload;
+    connection_->arm(cfg.idle_timeout);
+    if (auto ec = co_await connection_->read_payload(total, payload)) {
+        close_reason_ = ec == asio::error::timed_out ? "payload-timeout"
+                                                     : "payload-cut";
+        enter_state(State::closing);
+        co_return;
+    }
+
+    if (!cloudproto::is_valid_job_id(id)) {
+        reply(code::parameter_error,
+              "job id must be 16 to 64 of A-Z a-z 0-9 - _");
+        co_return;
+    }
+    for (std::size_t i = 3; i < cmd.args.size(); ++i) {
+        auto key = cmd.args[i].substr(0, cmd.args[i].find('='));
+        reply(code::parameter_not_recognised,
+              "parameter " + log::value(key, 32) + " not recognised");
+        co_return;
+    }
+
+    Job job;
+    job.report.job_id = id;
+    job.descriptor_text = payload.substr(0, *dsize);
+    job.script = payload.substr(*dsize);
+    job.digest = payload_digest(job.descriptor_text, job.script);
+
+    // The same job again: answer as the first time, run nothing.
+    if (Job* known = ctx_.jobs.find(id)) {
+        if (known->digest != job.digest) {
+            reply(code::job_id_conflict,
+                  fmt::format("job id {} already used by another job", id));
+        } else if (!known->durable) {
+            reply(code::local_error,
+                  fmt::format("{} is being stored; try again", id));
+        } else {
+            log::info(id, "job", "duplicate", "session={}", id_);
+            reply(code::ok, id + " already accepted");
+        }
+        co_return;
+    }
+
+    if (auto refusal = check_descriptor(job)) {
+        log::info(id, "job", "refused", "session={} reason={}", id_,
+                  log::value(*refusal));
+        co_return;
+    }
+    if (ctx_.scheduler.queued() >= cfg.max_queued_jobs) {
+        reply(code::insufficient_storage,
+              fmt::format("queue full ({} jobs); try again later",
+                          cfg.max_queued_jobs));
+        co_return;
+    }
+
+    if (co_await store(job))
+        reply(code::ok, id + " accepted");
+}
+
+// Parses the descriptor into `job`; on refusal, replies and returns why
+// for the log.
+std::optional<std::string> Session::check_descriptor(Job& job) {
+    const auto& cfg = ctx_.config;
+    auto parsed = cloudproto::parse_descriptor(job.descriptor_text);
+    if (auto* err = std::get_if<cloudproto::DescriptorError>(&parsed)) {
+        reply(code::descriptor_rejected,
+              "descriptor rejected: " + err->to_string());
+        return err->to_string();
+    }
+    auto& d = std::get<cloudproto::Descriptor>(parsed);
+    if (!cfg.find_runtime(d.runtime)) {
+        reply(code::runtime_not_offered,
+            fmt::format("runtime {} is not offered by any provider",
+                        d.runtime));
+        return "runtime-not-offered";
+    }
+    if (d.timeout && *d.timeout > cfg.max_timeout) {
+        auto text = fmt::format("timeout_seconds: at most {} on this node",
+                                cfg.max_timeout.count());
+        reply(code::descriptor_rejected, "descriptor rejected: " + text);
+        return text;
+    }
+    job.descriptor = std::move(d);
+    return std::nullopt;
+}
+
+// Custody: the job is in the table at once (so that a second copy of it
+// finds it) but is only the node's once the spool has it on disk.
+asio::awaitable<bool> Session::store(Job& candidate) {
+    auto now = cloudproto::Clock::now();
+    candidate.report.accepted = now;
+    candidate.report.runtime = candidate.descriptor.runtime;
+    candidate.report.node = ctx_.config.name;
+    candidate.report.state = JobState::queued;
+    std::string id = candidate.id();
+    Job& job = ctx_.jobs.insert(std::move(candidate));
+
+    std::string error;
+    co_await until_called([&](auto called) {
+        ctx_.spool.store_job(job, [called, &error](const std::string& e) {
+            error = e;
+            called();
+        });
+    });
+
+    Job* now_job = ctx_.jobs.find(id);
+    if (!error.empty()) {
+        log::error(id, "job", "refused", "session={} reason=spool error={}",
+                   id_, log::value(error));
+        ctx_.jobs.erase(id);
+        reply(code::local_error, id + " not stored: the spool failed");
+        co_return false;
+    }
+    now_job->durable = true;
+    log::info(id, "job", "accepted",
+              "session={} runtime={} args={} descriptor_bytes={} "
+              "script_bytes={}",
+              id_, now_job->descriptor.runtime,
+              now_job->descriptor.args.size(),
+              now_job->descriptor_text.size(), now_job->script.size());
+    ctx_.scheduler.enqueue(*now_job);
+    co_return true;
+}
+
+asio::awaitable<void> Session::proceed_status(const Command& cmd) {
+    Job* job = ctx_.jobs.find(cmd.args[0]);
+    if (!job || !job->durable) {
+        reply(code::no_such_job, "no such job " + log::value(cmd.args[0], 64));
+        co_return;
+    }
+    reply(code::ok, report_lines(job->report));
+}
+
+asio::awaitable<void> Session::proceed_wait(const Command& cmd) {
+    const std::string& id = cmd.args[0];
+    auto seconds = parse_size(cmd.args[1]);
+    if (!seconds || *seconds < 1 ||
+        *seconds > static_cast<std::uint64_t>(
+                       cloudproto::max_wait_timeout.count())) {
+        reply(code::parameter_error,
+              fmt::format("seconds must be from 1 to {}",
+                          cloudproto::max_wait_timeout.count()));
+        co_return;
+    }
+    Job* job = ctx_.jobs.find(id);
+    if (!job || !job->durable) {
+        reply(code::no_such_job, "no such job " + log::value(id, 64));
+        co_return;
+    }
+
+    auto line = [](JobState s) { return "STATE " + std::string(to_string(s)); };
+    std::vector<std::string> lines;
+    if (cloudproto::is_final(job->report.state)) {
+        reply(code::ok, line(job->report.state));
+        co_return;
+    }
+
+    // Sleep on a timer; each state change wakes it early.
+    wake_.emplace(co_await asio::this_coro::executor);
+    wake_->expires_after(std::chrono::seconds{*seconds});
+    std::vector<JobState> changes{job->report.state};
+    auto token = ctx_.jobs.watch(id, [this, &changes](const Job& j) {
+        changes.push_back(j.report.state);
+        wake_->cancel();
+    });
+    connection_->disarm();
+
+    std::optional<JobState> last;
+    bool finished = false;
+    while (!finished && !stopped_) {
+        for (auto s : changes) {
+            if (cloudproto::is_final(s)) {
+                reply(code::ok, line(s));
+                finished = true;
+                break;
+            }
+            if (s != last)
+                connection_->queue(fmt::format("250-{}\r\n", line(s)));
+            last = s;
+        }
+        changes.clear();
+        if (finished)
+            break;
+        if (auto ec = co_await connection_->flush())
+            break;
+        std::error_code ec;
+        co_await wake_->async_wait(
+            asio::redirect_error(asio::use_awaitable, ec));
+        if (!ec && changes.empty()) {
+            // Time is up and the job is not final: the client asks again.
+            reply(code::ok, line(last.value_or(JobState::queued)));
+            finished = true;
+        }
+    }
+    ctx_.jobs.unwatch(token);
+    wake_.reset();
+}
+
+asio::awaitable<void> Session::proceed_result(const Command& cmd) {
+    const std::string& id = cmd.args[0];
+    Job* job = ctx_.jobs.find(id);
+    if (!job || !job->durable) {
+        reply(code::no_such_job, "no such job " + log::value(id, 64));
+        co_return;
+    }
+    if (!cloudproto::is_final(job->report.state)) {
+        reply(code::job_not_finished,
+              fmt::format("job {} is {}", id, to_string(job->report.state)));
+        co_return;
+    }
+
+    // The captured output is read from the spool off the event loop.
+    auto report = job->report;
+    std::string error, out, err;
+    co_await until_called([&](auto called) {
+        ctx_.spool.load_output(id, [&, called](const std::string& e,
+                                               std::string o, std::string r) {
+            error = e;
+            out = std::move(o);
+            err = std::move(r);
+            called();
+        });
+    });
+    if (!error.empty()) {
+        log::error(id, "job", "result-read", "error={}", log::value(error));
+        reply(code::local_error, "the result cannot be read; try again");
+        co_return;
+    }
+
+    auto lines = report_lines(report);
+    lines.push_back(fmt::format("PAYLOAD {} {}", out.size(), err.size()));
+    reply(code::ok, lines);
+    connection_->queue(out);
+    connection_->queue(err);
+}
+
+asio::awaitable<void> Session::proceed_noop(const Command&) {
+    reply(code::ok, "ok");
+    co_return;
+}
+
+asio::awaitable<void> Session::proceed_help(const Command&) {
+    std::vector<std::string> lines;
+    for (const auto& v : verbs)
+        lines.emplace_back(v.syntax);
+    lines.emplace_back("end of help");
+    reply(code::help, lines);
+    co_return;
+}
+
+asio::awaitable<void> Session::proceed_quit(const Command&) {
+    reply_and_close(code::closing, ctx_.config.name + " closing", "quit");
+    co_return;
+}
+
+// The one way out: say what is queued, close, log it once.
+asio::awaitable<void> Session::close(std::string_view reason) {
+    enter_state(State::closing);
+    co_await connection_->shutdown(goodbye_timeout);
+    log::info(id_, "session", "disconnected", "reason={}", reason);
+}
+
+} // namespace cloudnode

@@ -1,0 +1,358 @@
+#include "node/spool.hpp"
+
+#include "node/platform/durable_file.hpp"
+
+#include "cloudproto/log.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+
+namespace cloudnode {
+
+namespace fs = std::filesystem;
+using cloudproto::Clock;
+using cloudproto::JobState;
+
+namespace {
+
+constexpr std::string_view batch_magic = "cloudproto-batch 1\n";
+constexpr std::string_view result_magic = "cloudproto-result 1\n";
+
+std::string read_whole(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    if (!in)
+        throw std::runtime_error("cannot read " + p.string());
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+template <typename Int>
+bool parse_number(std::string_view text, Int& out) {
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(),
+                                     out);
+    return ec == std::errc{} && end == text.data() + text.size();
+}
+
+std::vector<std::string_view> words(std::string_view line) {
+    std::vector<std::string_view> w;
+    while (!line.empty()) {
+        auto sp = line.find(' ');
+        w.push_back(line.substr(0, sp));
+        if (sp == std::string_view::npos)
+            break;
+        line.remove_prefix(sp + 1);
+    }
+    return w;
+}
+
+// Cuts the next '\n'-ended line off the front of `rest`.
+bool next_line(std::string_view& rest, std::string_view& line) {
+    auto nl = rest.find('\n');
+    if (nl == std::string_view::npos)
+        return false;
+    line = rest.substr(0, nl);
+    rest.remove_prefix(nl + 1);
+    return true;
+}
+
+std::int64_t to_ms(Clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               t.time_since_epoch())
+        .count();
+}
+
+// One job in a batch file:
+//   JOB <id> <accepted-ms> <descriptor-octets> <script-octets>\n
+//   <descriptor><script>\n
+std::string batch_record(const Job& job) {
+    std::string r = fmt::format("JOB {} {} {} {}\n", job.id(),
+                                to_ms(job.report.accepted.value_or(
+                                    Clock::now())),
+                                job.descriptor_text.size(), job.script.size());
+    r += job.descriptor_text;
+    r += job.script;
+    r += '\n';
+    return r;
+}
+
+std::vector<Job> parse_batch(std::string_view text) {
+    if (text.substr(0, batch_magic.size()) != batch_magic)
+        throw std::runtime_error("not a batch file");
+    text.remove_prefix(batch_magic.size());
+
+    std::vector<Job> jobs;
+    std::string_view line;
+    while (!text.empty()) {
+        auto w = words(next_line(text, line) ? line : "");
+        std::int64_t ms = 0;
+        std::size_t dsize = 0, ssize = 0;
+        if (w.size() != 5 || w[0] != "JOB" || !parse_number(w[2], ms) ||
+            !parse_number(w[3], dsize) || !parse_number(w[4], ssize) ||
+            text.size() < dsize + ssize + 1 || text[dsize + ssize] != '\n')
+            throw std::runtime_error("damaged job record");
+        Job job;
+        job.report.job_id = std::string(w[1]);
+        job.report.accepted = Clock::time_point{std::chrono::milliseconds{ms}};
+        job.descriptor_text = std::string(text.substr(0, dsize));
+        job.script = std::string(text.substr(dsize, ssize));
+        text.remove_prefix(dsize + ssize + 1);
+        jobs.push_back(std::move(job));
+    }
+    return jobs;
+}
+
+// A result file: magic, the report's KEY value lines, DIGEST, PAYLOAD
+// <out> <err>, then the octets.
+std::string result_record(const Job& job, std::string_view out,
+                          std::string_view err) {
+    std::string r(result_magic);
+    for (const auto& f : job.report.to_fields())
+        r += cloudproto::format_field(f) + '\n';
+    r += fmt::format("DIGEST {}\nPAYLOAD {} {}\n", job.digest, out.size(),
+                     err.size());
+    r += out;
+    r += err;
+    return r;
+}
+
+struct ParsedResult {
+    Job job;
+    std::size_t out_bytes = 0;
+    std::size_t err_bytes = 0;
+    std::string_view payload;
+};
+
+ParsedResult parse_result(std::string_view text) {
+    if (text.substr(0, result_magic.size()) != result_magic)
+        throw std::runtime_error("not a result file");
+    text.remove_prefix(result_magic.size());
+
+    ParsedResult p;
+    std::vector<cloudproto::Field> fields;
+    std::string_view line;
+    while (next_line(text, line)) {
+        auto w = words(line);
+        if (w.size() == 2 && w[0] == "DIGEST") {
+            p.job.digest = std::string(w[1]);
+        } else if (w.size() == 3 && w[0] == "PAYLOAD") {
+            if (!parse_number(w[1], p.out_bytes) ||
+                !parse_number(w[2], p.err_bytes) ||
+                text.size() != p.out_bytes + p.err_bytes)
+                throw std::runtime_error("damaged payload");
+            p.payload = text;
+            auto report = cloudproto::JobReport::from_fields(fields);
+            if (!report)
+                throw std::runtime_error("damaged report");
+            p.job.report = std::move(*report);
+            p.job.durable = true;
+            return p;
+        } else if (auto f = cloudproto::parse_field(line)) {
+            fields.push_back(std::move(*f));
+        }
+    }
+    throw std::runtime_error("no payload line");
+}
+
+std::string batch_name(std::uint64_t seq) {
+    return fmt::format("{:020}.batch", seq);
+}
+
+} // namespace
+
+Spool::Spool(asio::io_context& io, fs::path dir)
+    : dir_(std::move(dir)), worker_(io) {
+    for (auto sub : {"batches", "results", "mail"})
+        fs::create_directories(dir_ / sub);
+}
+
+fs::path Spool::mail_path(const std::string& id) const {
+    return dir_ / "mail" / (id + ".eml");
+}
+
+Spool::Recovered Spool::recover(std::chrono::hours retention) {
+    Recovered r;
+    auto set_aside = [&](const fs::path& p, const std::string& why) {
+        std::error_code ec;
+        auto bad = p;
+        bad += ".damaged";
+        fs::rename(p, bad, ec);
+        r.problems.push_back(fmt::format("{}: {}", p.string(), why));
+    };
+
+    // Temporary files are writes that never completed: nothing was
+    // promised for them.
+    for (auto sub : {"batches", "results", "mail"}) {
+        for (auto& e : fs::directory_iterator(dir_ / sub)) {
+            if (e.path().extension() == platform::temporary_suffix)
+                fs::remove(e.path());
+        }
+    }
+
+    // Finished jobs, forgotten once past their retention.
+    std::map<std::string, bool> has_result;
+    auto oldest = Clock::now() - retention;
+    for (auto& e : fs::directory_iterator(dir_ / "results")) {
+        if (e.path().extension() != ".result")
+            continue;
+        try {
+            auto text = read_whole(e.path());
+            auto parsed = parse_result(text);
+            auto& report = parsed.job.report;
+            if (report.finished && *report.finished < oldest) {
+                fs::remove(e.path());
+                continue;
+            }
+            has_result[report.job_id] = true;
+            r.finished.push_back(std::move(parsed.job));
+        } catch (const std::exception& ex) {
+            set_aside(e.path(), ex.what());
+        }
+    }
+
+    // Batches, oldest first; jobs without a result run again.
+    std::vector<fs::path> batches;
+    for (auto& e : fs::directory_iterator(dir_ / "batches")) {
+        if (e.path().extension() == ".batch")
+            batches.push_back(e.path());
+    }
+    std::sort(batches.begin(), batches.end());
+    for (const auto& path : batches) {
+        std::uint64_t seq = 0;
+        parse_number(path.stem().string(), seq);
+        last_batch_ = std::max(last_batch_, seq);
+        try {
+            std::size_t unfinished = 0;
+            for (auto& job : parse_batch(read_whole(path))) {
+                if (has_result.count(job.id()))
+                    continue;
+                job.durable = true;
+                batch_of_[job.id()] = seq;
+                ++unfinished;
+                r.unfinished.push_back(std::move(job));
+            }
+            if (unfinished == 0)
+                fs::remove(path);
+            else
+                batch_unfinished_[seq] = unfinished;
+        } catch (const std::exception& ex) {
+            set_aside(path, ex.what());
+        }
+    }
+
+    for (auto& e : fs::directory_iterator(dir_ / "mail")) {
+        if (e.path().extension() == ".eml")
+            r.mails.push_back(e.path().stem().string());
+    }
+    return r;
+}
+
+void Spool::store_job(const Job& job, Done done) {
+    pending_jobs_.push_back({job.id(), batch_record(job), std::move(done)});
+    if (!jobs_in_flight_)
+        flush_jobs();
+}
+
+void Spool::flush_jobs() {
+    // Everything waiting goes into one batch file and one flush.
+    auto batch = std::make_shared<std::vector<PendingJob>>();
+    batch->swap(pending_jobs_);
+    auto seq = ++last_batch_;
+    auto path = dir_ / "batches" / batch_name(seq);
+    auto bytes = std::make_shared<std::string>(batch_magic);
+    for (const auto& p : *batch)
+        *bytes += p.record;
+
+    jobs_in_flight_ = true;
+    worker_.run(
+        [path, bytes] {
+            platform::FileWrite f{path, *bytes};
+            platform::write_files_durably({&f, 1});
+        },
+        [this, batch, seq](const std::string& error) {
+            jobs_in_flight_ = false;
+            if (error.empty()) {
+                batch_unfinished_[seq] = batch->size();
+                for (const auto& p : *batch)
+                    batch_of_[p.id] = seq;
+            }
+            for (const auto& p : *batch)
+                p.done(error);
+            if (!pending_jobs_.empty())
+                flush_jobs();
+        });
+}
+
+void Spool::store_result(const Job& job, std::string out, std::string err,
+                         std::string mail, Done done) {
+    pending_results_.push_back(
+        {job.id(), result_record(job, out, err), std::move(mail),
+         std::move(done)});
+    if (!results_in_flight_)
+        flush_results();
+}
+
+void Spool::flush_results() {
+    auto batch = std::make_shared<std::vector<PendingResult>>();
+    batch->swap(pending_results_);
+
+    // Mails go in place before results: a crash between the two leaves a
+    // job that runs again and rewrites the same mail, never a result
+    // whose mail is lost.
+    auto files = std::make_shared<std::vector<platform::FileWrite>>();
+    for (const auto& p : *batch)
+        files->push_back({mail_path(p.id), p.mail});
+    for (const auto& p : *batch)
+        files->push_back({dir_ / "results" / (p.id + ".result"), p.record});
+
+    results_in_flight_ = true;
+    worker_.run([files] { platform::write_files_durably(*files); },
+                [this, batch, files](const std::string& error) {
+                    results_in_flight_ = false;
+                    for (const auto& p : *batch) {
+                        if (error.empty())
+                            release(p.id);
+                        p.done(error);
+                    }
+                    if (!pending_results_.empty())
+                        flush_results();
+                });
+}
+
+// The job has a result: its batch may go once no job in it lacks one.
+void Spool::release(const std::string& id) {
+    auto it = batch_of_.find(id);
+    if (it == batch_of_.end())
+        return;
+    auto seq = it->second;
+    batch_of_.erase(it);
+    if (--batch_unfinished_[seq] > 0)
+        return;
+    batch_unfinished_.erase(seq);
+    auto path = dir_ / "batches" / batch_name(seq);
+    worker_.run([path] { fs::remove(path); }, {});
+}
+
+void Spool::load_output(const std::string& id, Loaded loaded) {
+    auto path = dir_ / "results" / (id + ".result");
+    auto out = std::make_shared<std::string>();
+    auto err = std::make_shared<std::string>();
+    worker_.run(
+        [path, out, err] {
+            auto text = read_whole(path);
+            auto parsed = parse_result(text);
+            *out = std::string(parsed.payload.substr(0, parsed.out_bytes));
+            *err = std::string(parsed.payload.substr(parsed.out_bytes));
+        },
+        [loaded = std::move(loaded), out, err](const std::string& error) {
+            loaded(error, std::move(*out), std::move(*err));
+        });
+}
+
+} // namespace cloudnode

@@ -1,0 +1,229 @@
+#include "cloudproto/client_session.hpp"
+
+#include "cloudproto/protocol.hpp"
+
+#include <asio/connect.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/use_awaitable.hpp>
+#include <fmt/format.h>
+
+#include <charconv>
+
+namespace cloudproto {
+
+namespace {
+
+std::optional<std::uint64_t> to_number(std::string_view text) {
+    std::uint64_t n = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+    if (ec != std::errc{} || end != text.data() + text.size())
+        return std::nullopt;
+    return n;
+}
+
+std::vector<std::string> split_words(std::string_view text) {
+    std::vector<std::string> words;
+    std::size_t i = 0;
+    while (i < text.size()) {
+        while (i < text.size() && text[i] == ' ')
+            ++i;
+        std::size_t start = i;
+        while (i < text.size() && text[i] != ' ')
+            ++i;
+        if (i > start)
+            words.emplace_back(text.substr(start, i - start));
+    }
+    return words;
+}
+
+} // namespace
+
+Capabilities Capabilities::from_reply(const Reply& hello) {
+    Capabilities caps;
+    // The first line greets; every later line is "KEYWORD [params]".
+    for (std::size_t i = 1; i < hello.lines.size(); ++i) {
+        auto words = split_words(hello.lines[i]);
+        if (words.empty())
+            continue;
+        std::string params;
+        auto space = hello.lines[i].find(' ');
+        if (space != std::string::npos)
+            params = hello.lines[i].substr(space + 1);
+        caps.keywords[words[0]] = params;
+        if (words[0] == "VERSION" && words.size() > 1)
+            caps.version = static_cast<int>(to_number(words[1]).value_or(0));
+        else if (words[0] == "RUNTIMES")
+            caps.runtimes.assign(words.begin() + 1, words.end());
+        else if (words[0] == "MAX-JOB-BYTES" && words.size() > 1)
+            caps.max_job_bytes = to_number(words[1]).value_or(0);
+    }
+    return caps;
+}
+
+std::optional<JobReport> report_from_reply(const Reply& reply) {
+    std::vector<Field> fields;
+    for (const auto& line : reply.lines) {
+        if (auto f = parse_field(line))
+            fields.push_back(std::move(*f));
+    }
+    return JobReport::from_fields(fields);
+}
+
+ClientSession::ClientSession(asio::any_io_executor executor,
+                             asio::ssl::context* tls, duration timeout)
+    : executor_(std::move(executor)), tls_(tls), timeout_(timeout) {}
+
+std::nullopt_t ClientSession::fail(std::string what) {
+    error_ = std::move(what);
+    if (connection_)
+        connection_->close();
+    return std::nullopt;
+}
+
+asio::awaitable<std::optional<Reply>>
+ClientSession::connect(const std::string& host, const std::string& port) {
+    using tcp = asio::ip::tcp;
+    std::error_code ec;
+    auto token = asio::redirect_error(asio::use_awaitable, ec);
+
+    // Resolve and connect.
+    tcp::resolver resolver(executor_);
+    auto endpoints = co_await resolver.async_resolve(host, port, token);
+    if (ec)
+        co_return fail(fmt::format("cannot resolve {}: {}", host,
+                                   ec.message()));
+    tcp::socket socket(executor_);
+    co_await asio::async_connect(socket, endpoints, token);
+    if (ec)
+        co_return fail(fmt::format("cannot connect to {}:{}: {}", host, port,
+                                   ec.message()));
+
+    // TLS, then the greeting.
+    if (tls_)
+        connection_ = std::make_shared<Connection>(std::move(socket), *tls_,
+                                                   max_line_bytes);
+    else
+        connection_ =
+            std::make_shared<Connection>(std::move(socket), max_line_bytes);
+    connection_->arm(timeout_);
+    if (auto hs = co_await connection_->client_handshake(host))
+        co_return fail(fmt::format("TLS handshake with {}:{} failed: {}",
+                                   host, port, hs.message()));
+    co_return co_await read_reply();
+}
+
+asio::awaitable<std::optional<Reply>>
+ClientSession::hello(const std::string& name) {
+    auto reply = co_await command("HELLO " + name);
+    if (reply && reply->code == reply_code::ok)
+        capabilities_ = Capabilities::from_reply(*reply);
+    co_return reply;
+}
+
+asio::awaitable<std::optional<Reply>>
+ClientSession::submit(const std::string& job_id, const std::string& descriptor,
+                      const std::string& script) {
+    // The payload follows the command line at once (no interim reply).
+    connection_->queue(fmt::format("SUBMIT {} {} {}\r\n", job_id,
+                                   descriptor.size(), script.size()));
+    connection_->queue(descriptor);
+    connection_->queue(script);
+    co_return co_await command({});
+}
+
+asio::awaitable<std::optional<Reply>>
+ClientSession::status(const std::string& job_id) {
+    co_return co_await command("STATUS " + job_id);
+}
+
+asio::awaitable<std::optional<Reply>>
+ClientSession::wait(const std::string& job_id, std::chrono::seconds limit,
+                    const std::function<void(JobState)>& progress) {
+    // The node answers within `limit`; allow it the usual slack on top.
+    connection_->arm(limit + timeout_);
+    auto on_line = [&](const std::string& line) {
+        auto field = parse_field(line);
+        if (!field || field->first != "STATE")
+            return;
+        if (auto state = job_state_from_string(field->second))
+            progress(*state);
+    };
+    auto line = fmt::format("WAIT {} {}", job_id, limit.count());
+    connection_->queue(line + "\r\n");
+    auto reply = co_await read_reply(on_line);
+    co_return reply;
+}
+
+asio::awaitable<std::optional<Reply>>
+ClientSession::result(const std::string& job_id, JobResult& result) {
+    auto reply = co_await command("RESULT " + job_id);
+    if (!reply || reply->code != reply_code::ok)
+        co_return reply;
+
+    // The final line announces the payload: PAYLOAD <out> <err>.
+    auto words = split_words(reply->last_line());
+    std::optional<std::uint64_t> out_bytes, err_bytes;
+    if (words.size() == 3 && words[0] == "PAYLOAD") {
+        out_bytes = to_number(words[1]);
+        err_bytes = to_number(words[2]);
+    }
+    auto report = report_from_reply(*reply);
+    if (!out_bytes || !err_bytes || !report)
+        co_return fail("the node sent a RESULT reply this tool cannot read");
+    result.report = std::move(*report);
+
+    std::string payload;
+    connection_->arm(timeout_);
+    if (auto ec = co_await connection_->read_payload(
+            static_cast<std::size_t>(*out_bytes + *err_bytes), payload))
+        co_return fail("connection lost while reading the result: " +
+                       ec.message());
+    result.out = payload.substr(0, *out_bytes);
+    result.err = payload.substr(*out_bytes);
+    co_return reply;
+}
+
+asio::awaitable<std::optional<Reply>> ClientSession::quit() {
+    auto reply = co_await command("QUIT");
+    if (connection_)
+        co_await connection_->shutdown(timeout_);
+    co_return reply;
+}
+
+asio::awaitable<std::optional<Reply>>
+ClientSession::command(const std::string& line, const LineCallback& on_line) {
+    if (!connection_)
+        co_return fail("not connected");
+    if (!line.empty())
+        connection_->queue(line + "\r\n");
+    connection_->arm(timeout_);
+    co_return co_await read_reply(on_line);
+}
+
+asio::awaitable<std::optional<Reply>>
+ClientSession::read_reply(const LineCallback& on_line) {
+    ReplyParser parser;
+    for (;;) {
+        auto line = co_await connection_->read_line();
+        if (line.ec == asio::error::timed_out)
+            co_return fail("the node did not answer in time");
+        if (line.ec)
+            co_return fail("connection lost: " + line.ec.message());
+        if (line.kind == LineEvent::Kind::too_long)
+            co_return fail("the node sent a line longer than the protocol "
+                           "allows");
+
+        auto status = parser.feed_line(line.text);
+        if (status == ReplyParser::Status::error)
+            co_return fail("the node sent a malformed reply: " +
+                           parser.error());
+        if (on_line) {
+            // The text after "NNN-" or "NNN ".
+            on_line(line.text.size() > 4 ? line.text.substr(4) : "");
+        }
+        if (status == ReplyParser::Status::complete)
+            co_return parser.take();
+    }
+}
+
+} // namespace cloudproto

@@ -1,0 +1,83 @@
+// One connection carrying protocol lines and payloads, over TLS or over
+// plain TCP (the loopback listener), for both ends of a session.
+//
+// Output is queued and sent when the connection is about to wait for
+// input, so that replies to pipelined commands leave in one write.
+#pragma once
+
+#include "cloudproto/line_reader.hpp"
+
+#include <asio/awaitable.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/ssl/context.hpp>
+#include <asio/ssl/stream.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <variant>
+
+namespace cloudproto {
+
+class Connection : public std::enable_shared_from_this<Connection> {
+public:
+    using tcp = asio::ip::tcp;
+    using duration = std::chrono::steady_clock::duration;
+
+    struct Line {
+        std::error_code ec; // set: no line (closed, timed out, ...)
+        LineEvent::Kind kind = LineEvent::Kind::line;
+        std::string text;
+    };
+
+    Connection(tcp::socket socket, std::size_t max_line_bytes);
+    Connection(tcp::socket socket, asio::ssl::context& tls,
+               std::size_t max_line_bytes);
+    ~Connection();
+
+    bool is_tls() const;
+    const std::string& remote() const { return remote_; }
+
+    // TLS handshakes; they succeed at once on a plain connection. The
+    // client's checks the certificate against `host`.
+    asio::awaitable<std::error_code> server_handshake();
+    asio::awaitable<std::error_code> client_handshake(const std::string& host);
+
+    // From now on, reads and writes fail with asio::error::timed_out once
+    // `limit` has passed, until the next arm() or disarm().
+    void arm(duration limit);
+    void disarm();
+
+    asio::awaitable<Line> read_line();
+    asio::awaitable<std::error_code> read_payload(std::size_t n,
+                                                  std::string& out);
+
+    void queue(std::string_view bytes);
+    asio::awaitable<std::error_code> flush();
+
+    // Flushes what is queued, says goodbye to TLS within `limit`, closes.
+    asio::awaitable<void> shutdown(duration limit);
+    void close();
+
+private:
+    using tls_stream = asio::ssl::stream<tcp::socket>;
+
+    tcp::socket& socket();
+    asio::awaitable<std::size_t> read_some(asio::mutable_buffer buffer,
+                                           std::error_code& ec);
+    asio::awaitable<void> watch(std::shared_ptr<Connection> self);
+    std::error_code outcome(std::error_code ec) const;
+
+    std::variant<tcp::socket, tls_stream> stream_;
+    LineReader reader_;
+    std::string output_;
+    std::string remote_;
+    asio::steady_timer deadline_;
+    bool watching_ = false;
+    bool timed_out_ = false;
+    bool closed_ = false;
+};
+
+} // namespace cloudproto

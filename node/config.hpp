@@ -1,0 +1,72 @@
+// The node's one configuration file (TOML). Every limit an operator may
+// want to set is here; README and examples/ show each key.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace cloudnode {
+
+struct Runtime {
+    std::string name;      // the open token customers name: "bash"
+    std::string extension; // the script's file name ends with it: "sh"
+    std::vector<std::string> command; // "{script}" marks the script
+};
+
+struct ListenAddress {
+    std::string host;
+    std::uint16_t port = 0; // 0: any free port (tests)
+};
+
+struct Config {
+    std::filesystem::path file; // where it was read from
+
+    std::string name;
+    std::filesystem::path spool_dir;
+    std::filesystem::path work_dir;
+    std::string log_level = "info";
+
+    std::vector<ListenAddress> listen_tls;
+    std::vector<ListenAddress> listen_plain; // loopback only
+    std::filesystem::path certificate;
+    std::filesystem::path private_key;
+
+    std::size_t slots = 2;
+    std::size_t max_job_bytes = 0;
+    std::size_t max_output_bytes = 0;
+    std::size_t max_queued_jobs = 1000;
+    std::size_t max_connections = 256;
+    std::chrono::seconds default_timeout{0};
+    std::chrono::seconds max_timeout{0};
+    std::chrono::seconds idle_timeout{0};
+    std::chrono::seconds handshake_timeout{10};
+    std::chrono::hours result_retention{24 * 7};
+
+    std::string mail_from;
+    std::filesystem::path outbox_dir;
+    std::size_t mail_inline_limit_bytes = 16 * 1024;
+
+    std::vector<Runtime> runtimes;
+
+    const Runtime* find_runtime(std::string_view name) const;
+};
+
+// A configuration that cannot be used; what() names the file, the key and
+// what is wrong, ready to print.
+struct ConfigError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// Reads and checks the file; relative paths in it are taken from the
+// file's folder. Throws ConfigError.
+Config load_config(const std::filesystem::path& file);
+
+// The same, from text (tests); `file` names it in messages.
+Config parse_config(std::string_view text, const std::filesystem::path& file);
+
+} // namespace cloudnode

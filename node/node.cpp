@@ -1,0 +1,114 @@
+#include "node/node.hpp"
+
+#include "cloudproto/log.hpp"
+#include "cloudproto/tls.hpp"
+
+#include <asio/steady_timer.hpp>
+
+#include <csignal>
+#include <filesystem>
+
+namespace cloudnode {
+
+namespace log = cloudproto::log;
+namespace fs = std::filesystem;
+
+namespace {
+
+// How long a stopping node waits for its jobs' processes to be gone.
+constexpr std::chrono::seconds shutdown_grace{5};
+
+std::optional<asio::ssl::context> make_tls(const Config& c) {
+    if (c.listen_tls.empty())
+        return std::nullopt;
+    return cloudproto::tls::make_server_context(c.certificate, c.private_key);
+}
+
+const Config& prepared(const Config& c) {
+    log::Level level;
+    if (log::parse_level(c.log_level, level))
+        log::set_level(level);
+    fs::create_directories(c.spool_dir);
+    fs::create_directories(c.work_dir);
+    return c;
+}
+
+} // namespace
+
+Node::Node(Config config)
+    : config_(std::move(config)), tls_(make_tls(config_)),
+      spool_(io_, prepared(config_).spool_dir),
+      executor_(io_, config_.work_dir), outbox_(spool_, config_.outbox_dir),
+      scheduler_(config_, jobs_, spool_, executor_, outbox_),
+      session_context_{config_, jobs_, spool_, scheduler_},
+      server_(io_, session_context_, tls_ ? &*tls_ : nullptr),
+      signals_(io_, SIGINT, SIGTERM) {}
+
+void Node::recover() {
+    auto found = spool_.recover(config_.result_retention);
+    for (const auto& problem : found.problems)
+        log::error("-", "spool", "damaged", "file={}", log::value(problem));
+
+    for (auto& job : found.finished)
+        jobs_.insert(std::move(job));
+
+    // Jobs that were accepted and not finished: they run again.
+    for (auto& job : found.unfinished) {
+        auto parsed = cloudproto::parse_descriptor(job.descriptor_text);
+        job.digest = payload_digest(job.descriptor_text, job.script);
+        job.report.node = config_.name;
+        if (auto* d = std::get_if<cloudproto::Descriptor>(&parsed)) {
+            job.descriptor = std::move(*d);
+            job.report.runtime = job.descriptor.runtime;
+        }
+        log::info(job.id(), "job", "recovered", "runtime={}",
+                  log::value(job.report.runtime));
+        Job& stored = jobs_.insert(std::move(job));
+        scheduler_.enqueue(stored);
+    }
+    for (const auto& id : found.mails)
+        outbox_.deliver(id);
+}
+
+int Node::run() {
+    recover();
+    server_.listen();
+
+    std::string runtimes;
+    for (const auto& rt : config_.runtimes)
+        runtimes += (runtimes.empty() ? "" : ",") + rt.name;
+    log::info("-", "node", "started", "name={} slots={} runtimes={} spool={}",
+              config_.name, config_.slots, runtimes,
+              log::value(config_.spool_dir.string()));
+
+    signals_.async_wait([this](std::error_code ec, int signal) {
+        if (!ec)
+            shut_down(signal);
+    });
+    io_.run();
+    log::info("-", "node", "stopped", "name={}", config_.name);
+    return 0;
+}
+
+// Stops taking work, kills running jobs (they stay in the spool and run
+// again at the next start), and leaves once their processes are gone.
+void Node::shut_down(int signal) {
+    log::info("-", "node", "stopping", "signal={} running={} queued={}",
+              signal, scheduler_.running(), scheduler_.queued());
+    server_.stop();
+
+    // Leave when the last job's processes are gone, or at the deadline.
+    auto deadline = std::make_shared<asio::steady_timer>(io_);
+    deadline->expires_after(shutdown_grace);
+    deadline->async_wait([this, deadline](std::error_code ec) {
+        if (!ec)
+            io_.stop();
+    });
+    scheduler_.stop([this, deadline] {
+        deadline->cancel();
+        io_.stop();
+    });
+    executor_.stop_all();
+}
+
+} // namespace cloudnode

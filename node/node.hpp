@@ -1,0 +1,47 @@
+// The node as a whole: builds every part from the configuration, brings
+// back what the spool holds, serves until told to stop.
+#pragma once
+
+#include "node/config.hpp"
+#include "node/executor.hpp"
+#include "node/job_table.hpp"
+#include "node/outbox.hpp"
+#include "node/scheduler.hpp"
+#include "node/server.hpp"
+#include "node/session.hpp"
+#include "node/spool.hpp"
+
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+#include <asio/ssl/context.hpp>
+
+#include <optional>
+
+namespace cloudnode {
+
+class Node {
+public:
+    // Throws std::runtime_error (or ConfigError) when it cannot start.
+    explicit Node(Config config);
+
+    // Serves until SIGINT or SIGTERM; returns the process exit status.
+    int run();
+
+private:
+    void recover();
+    void shut_down(int signal);
+
+    Config config_;
+    asio::io_context io_;
+    std::optional<asio::ssl::context> tls_;
+    Spool spool_;
+    Executor executor_;
+    JobTable jobs_;
+    Outbox outbox_;
+    Scheduler scheduler_;
+    SessionContext session_context_;
+    Server server_;
+    asio::signal_set signals_;
+};
+
+} // namespace cloudnode

@@ -1,0 +1,99 @@
+// The server's side of one connection: a state machine driven by a verb
+// table (proto-spec section "Session"). Each verb is one row: where it
+// is allowed, how many arguments, and the proceed_ step that acts.
+#pragma once
+
+#include "node/config.hpp"
+#include "node/job_table.hpp"
+#include "node/scheduler.hpp"
+#include "node/spool.hpp"
+
+#include "cloudproto/connection.hpp"
+
+#include <asio/awaitable.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cloudnode {
+
+// What a session may use of the node.
+struct SessionContext {
+    const Config& config;
+    JobTable& jobs;
+    Spool& spool;
+    Scheduler& scheduler;
+};
+
+class Session : public std::enable_shared_from_this<Session> {
+public:
+    enum class State { handshake, fresh, ready, closing };
+
+    Session(SessionContext& context,
+            std::shared_ptr<cloudproto::Connection> connection,
+            std::string id);
+
+    // The whole life of the session, from handshake to disconnection.
+    // `refuse`: greet with 421 (too many connections) and close.
+    asio::awaitable<void> run(bool refuse);
+
+    // Node shutdown: ends the session at its next step.
+    void stop();
+
+    const std::string& id() const { return id_; }
+
+private:
+    struct Command {
+        std::string verb; // upper case
+        std::vector<std::string> args;
+    };
+    using Proceed = asio::awaitable<void> (Session::*)(const Command&);
+    struct Verb {
+        std::string_view name;
+        bool needs_hello;
+        std::size_t min_args;
+        std::size_t max_args;
+        Proceed proceed;
+        std::string_view syntax; // for HELP and 501 replies
+    };
+    static const Verb verbs[];
+
+    asio::awaitable<void> proceed_hello(const Command& cmd);
+    asio::awaitable<void> proceed_submit(const Command& cmd);
+    asio::awaitable<void> proceed_status(const Command& cmd);
+    asio::awaitable<void> proceed_wait(const Command& cmd);
+    asio::awaitable<void> proceed_result(const Command& cmd);
+    asio::awaitable<void> proceed_noop(const Command& cmd);
+    asio::awaitable<void> proceed_help(const Command& cmd);
+    asio::awaitable<void> proceed_quit(const Command& cmd);
+
+    asio::awaitable<void> dispatch(const std::string& line);
+    std::optional<std::string> check_line(std::string_view line) const;
+    std::optional<std::string> check_descriptor(Job& job);
+    asio::awaitable<bool> store(Job& job);
+
+    void enter_state(State next);
+    void reply(int code, std::string_view text);
+    void reply(int code, const std::vector<std::string>& lines);
+    // Replies, then ends the session once the reply has left.
+    void reply_and_close(int code, std::string_view text,
+                         std::string_view reason);
+    asio::awaitable<void> close(std::string_view reason);
+
+    SessionContext& ctx_;
+    std::shared_ptr<cloudproto::Connection> connection_;
+    std::string id_;
+    State state_ = State::handshake;
+    std::string client_name_;
+    std::string close_reason_;
+    std::optional<asio::steady_timer> wake_; // WAIT sleeps on it
+    bool stopped_ = false;
+};
+
+std::string_view to_string(Session::State state);
+
+} // namespace cloudnode

@@ -1,0 +1,88 @@
+// The node's durable store (proto-spec section "Custody"). Layout under
+// the spool folder:
+//
+//   batches/<seq>.batch  jobs accepted together, written with one flush;
+//                        removed once every job in it has a result
+//   results/<id>.result  a finished job's report and captured output
+//   mail/<id>.eml        a result mail not yet delivered
+//
+// Jobs (and results) that arrive while a flush is under way wait for the
+// next one and share it: one flush for many hand-ins under load.
+#pragma once
+
+#include "node/disk_worker.hpp"
+#include "node/job.hpp"
+
+#include <asio/io_context.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace cloudnode {
+
+class Spool {
+public:
+    // Empty: stored; otherwise why not, for the reply and the log.
+    using Done = std::function<void(const std::string& error)>;
+
+    Spool(asio::io_context& io, std::filesystem::path dir);
+
+    // What start-up finds: jobs to run again, finished jobs to remember,
+    // mails to deliver. Call once, before anything else.
+    struct Recovered {
+        std::vector<Job> unfinished; // in the order they were accepted
+        std::vector<Job> finished;   // report and digest only
+        std::vector<std::string> mails; // job ids
+        std::vector<std::string> problems; // files set aside, for the log
+    };
+    Recovered recover(std::chrono::hours result_retention);
+
+    void store_job(const Job& job, Done done);
+
+    // Stores the result and its mail; afterwards the job needs no batch.
+    void store_result(const Job& job, std::string out, std::string err,
+                      std::string mail, Done done);
+
+    using Loaded = std::function<void(const std::string& error,
+                                      std::string out, std::string err)>;
+    void load_output(const std::string& id, Loaded loaded);
+
+    std::filesystem::path mail_path(const std::string& id) const;
+    DiskWorker& worker() { return worker_; }
+
+private:
+    struct PendingJob {
+        std::string id;
+        std::string record;
+        Done done;
+    };
+    struct PendingResult {
+        std::string id;
+        std::string record;
+        std::string mail;
+        Done done;
+    };
+
+    void flush_jobs();
+    void flush_results();
+    void release(const std::string& id);
+
+    std::filesystem::path dir_;
+    DiskWorker worker_;
+
+    std::vector<PendingJob> pending_jobs_;
+    bool jobs_in_flight_ = false;
+    std::vector<PendingResult> pending_results_;
+    bool results_in_flight_ = false;
+
+    std::uint64_t last_batch_ = 0;
+    std::map<std::uint64_t, std::size_t> batch_unfinished_;
+    std::map<std::string, std::uint64_t> batch_of_;
+};
+
+} // namespace cloudnode
