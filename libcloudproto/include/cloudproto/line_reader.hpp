@@ -42,7 +42,24 @@ public:
     std::size_t buffered() const;
 
 private:
-    // implementation's choice
+    // Makes room for `n` octets after end_, moving the unread octets to
+    // the front when that frees enough, growing the buffer otherwise.
+    void reserve_tail(std::size_t n);
+    LineEvent skip_long_line();
+
+    std::size_t max_line_bytes_;
+
+    // Octets [begin_, end_) of buf_ are unread; [end_, size) is room.
+    std::string buf_;
+    std::size_t begin_ = 0;
+    std::size_t end_ = 0;
+
+    // Unread octets already searched for an LF, so that a line arriving
+    // in many pieces is scanned once.
+    std::size_t scanned_ = 0;
+
+    // Inside an over-long line: octets are dropped until its LF.
+    bool discarding_ = false;
 };
 
 } // namespace cloudproto

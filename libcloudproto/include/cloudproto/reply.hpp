@@ -39,6 +39,7 @@ public:
 private:
     Reply partial_;
     std::string error_;
+    bool complete_ = false; // partial_ holds a whole reply, not yet taken
 };
 
 } // namespace cloudproto
