@@ -3,6 +3,7 @@
 #include <asio/post.hpp>
 
 #include <exception>
+#include <optional>
 
 namespace cloudnode {
 
@@ -21,32 +22,34 @@ DiskWorker::~DiskWorker() {
 void DiskWorker::run(std::function<void()> work, Done done) {
     {
         std::lock_guard lock(mutex_);
-        queue_.emplace_back(std::move(work), std::move(done));
+        queue_.push_back(Item{std::move(work), std::move(done),
+                              asio::make_work_guard(io_)});
     }
     wake_.notify_one();
 }
 
 void DiskWorker::loop() {
     for (;;) {
-        std::pair<std::function<void()>, Done> item;
+        std::optional<Item> item;
         {
             std::unique_lock lock(mutex_);
             wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
             if (queue_.empty())
                 return;
-            item = std::move(queue_.front());
+            item.emplace(std::move(queue_.front()));
             queue_.pop_front();
         }
 
         std::string error;
         try {
-            item.first();
+            item->work();
         } catch (const std::exception& e) {
             error = e.what();
         }
-        if (item.second)
-            asio::post(io_, [done = std::move(item.second),
+        if (item->done)
+            asio::post(io_, [done = std::move(item->done),
                              error = std::move(error)] { done(error); });
+        item->guard.reset();
     }
 }
 

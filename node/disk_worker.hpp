@@ -3,6 +3,7 @@
 // back to the event loop.
 #pragma once
 
+#include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 
 #include <condition_variable>
@@ -28,10 +29,19 @@ public:
 private:
     void loop();
 
+    // Queued work keeps the event loop running until its completion has
+    // been posted back.
+    using Guard = asio::executor_work_guard<asio::io_context::executor_type>;
+    struct Item {
+        std::function<void()> work;
+        Done done;
+        Guard guard;
+    };
+
     asio::io_context& io_;
     std::mutex mutex_;
     std::condition_variable wake_;
-    std::deque<std::pair<std::function<void()>, Done>> queue_;
+    std::deque<Item> queue_;
     bool stopping_ = false;
     std::thread thread_;
 };

@@ -22,6 +22,9 @@ namespace log = cloudproto::log;
 
 namespace {
 
+// HELLO echoes the name: it must leave room in the reply line.
+constexpr std::size_t max_client_name_bytes = 255;
+
 // How long a closing session may take to say goodbye.
 constexpr std::chrono::seconds goodbye_timeout{5};
 
@@ -238,6 +241,12 @@ asio::awaitable<void> Session::dispatch(const std::string& line) {
 
 asio::awaitable<void> Session::proceed_hello(const Command& cmd) {
     const auto& cfg = ctx_.config;
+    if (cmd.args[0].size() > max_client_name_bytes) {
+        reply(code::parameter_error,
+              fmt::format("client name longer than {} octets",
+                          max_client_name_bytes));
+        co_return;
+    }
     client_name_ = cmd.args[0];
 
     std::string runtimes;

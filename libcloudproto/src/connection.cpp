@@ -99,7 +99,8 @@ void Connection::disarm() { deadline_.expires_at(deadline_.expiry().max()); }
 // The watchdog: wakes whenever the deadline moves, and cancels what is
 // under way once it has truly passed. It holds the connection alive
 // until close().
-asio::awaitable<void> Connection::watch(std::shared_ptr<Connection> self) {
+asio::awaitable<void>
+Connection::watch([[maybe_unused]] std::shared_ptr<Connection> self) {
     while (!closed_) {
         std::error_code ec;
         co_await deadline_.async_wait(

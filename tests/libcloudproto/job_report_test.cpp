@@ -1,0 +1,122 @@
+#include "cloudproto/job_report.hpp"
+
+#include "cloudproto/job_id.hpp"
+
+#include <doctest/doctest.h>
+
+#include <set>
+
+using namespace cloudproto;
+
+TEST_CASE("timestamps round-trip in the spec's one shape") {
+    auto t = Clock::time_point{std::chrono::milliseconds{1796319721123}};
+    CHECK(format_timestamp(t) == "2026-12-03T17:42:01.123Z");
+    CHECK(parse_timestamp("2026-12-03T17:42:01.123Z") == t);
+    CHECK(parse_timestamp("1970-01-01T00:00:00.000Z") == Clock::time_point{});
+
+    const char* bad[] = {"",
+                         "2026-12-03T17:42:01Z",
+                         "2026-12-03 17:42:01.123Z",
+                         "2026-13-03T17:42:01.123Z",
+                         "2026-12-03T24:42:01.123Z",
+                         "2026-12-03T17:42:01.123+01:00",
+                         "2026-12-0xT17:42:01.123Z"};
+    for (auto text : bad) {
+        CAPTURE(text);
+        CHECK_FALSE(parse_timestamp(text));
+    }
+}
+
+TEST_CASE("a finished report survives to_fields and from_fields") {
+    JobReport r;
+    r.job_id = "abcdefghijklmnop";
+    r.state = JobState::done;
+    r.runtime = "bash";
+    r.node = "alpha";
+    r.accepted = Clock::time_point{std::chrono::milliseconds{1000}};
+    r.started = Clock::time_point{std::chrono::milliseconds{2000}};
+    r.finished = Clock::time_point{std::chrono::milliseconds{3500}};
+    r.outcome = Outcome::exited;
+    r.exit_code = 3;
+    r.duration = std::chrono::milliseconds{1500};
+    r.stdout_bytes = 5000000;
+    r.stdout_truncated = true;
+
+    auto back = JobReport::from_fields(r.to_fields());
+    REQUIRE(back);
+    CHECK(back->job_id == r.job_id);
+    CHECK(back->state == r.state);
+    CHECK(back->node == "alpha");
+    CHECK(back->finished == r.finished);
+    CHECK(back->outcome == Outcome::exited);
+    CHECK(back->exit_code == 3);
+    CHECK_FALSE(back->signal);
+    CHECK(back->duration == r.duration);
+    CHECK(back->stdout_bytes == 5000000);
+    CHECK(back->stdout_truncated);
+    CHECK_FALSE(back->stderr_truncated);
+}
+
+TEST_CASE("fields a newer node adds are ignored; JOB and STATE are needed") {
+    std::vector<Field> f = {{"JOB", "abcdefghijklmnop"},
+                            {"STATE", "running"},
+                            {"X-FUTURE", "whatever it means"}};
+    auto r = JobReport::from_fields(f);
+    REQUIRE(r);
+    CHECK(r->state == JobState::running);
+
+    CHECK_FALSE(JobReport::from_fields({{"STATE", "done"}}));
+    CHECK_FALSE(JobReport::from_fields({{"JOB", "abcdefghijklmnop"}}));
+    CHECK_FALSE(JobReport::from_fields(
+        {{"JOB", "abcdefghijklmnop"}, {"STATE", "exploded"}}));
+}
+
+TEST_CASE("report lines parse as KEY value") {
+    struct Row {
+        const char* line;
+        bool ok;
+        const char* key;
+        const char* value;
+    } rows[] = {
+        {"STATE done", true, "STATE", "done"},
+        {"ERROR cannot run: no such file", true, "ERROR",
+         "cannot run: no such file"},
+        {"WAIT", true, "WAIT", ""},
+        {"STDOUT-BYTES 12", true, "STDOUT-BYTES", "12"},
+        {"state done", false, "", ""},
+        {" STATE done", false, "", ""},
+        {"", false, "", ""},
+    };
+    for (const auto& row : rows) {
+        CAPTURE(row.line);
+        auto f = parse_field(row.line);
+        REQUIRE(bool(f) == row.ok);
+        if (f) {
+            CHECK(f->first == row.key);
+            CHECK(f->second == row.value);
+            CHECK(format_field(*f) == (f->second.empty()
+                                           ? std::string(row.key) + " "
+                                           : std::string(row.line)));
+        }
+    }
+}
+
+TEST_CASE("job ids: made valid and different, checked strictly") {
+    std::set<std::string> seen;
+    for (int i = 0; i < 1000; ++i) {
+        auto id = make_job_id();
+        CHECK(id.size() == 26);
+        CHECK(is_valid_job_id(id));
+        seen.insert(id);
+    }
+    CHECK(seen.size() == 1000);
+
+    CHECK(is_valid_job_id("abcdefghijklmnop"));
+    CHECK(is_valid_job_id(std::string(64, 'A')));
+    CHECK_FALSE(is_valid_job_id("abcdefghijklmno"));
+    CHECK_FALSE(is_valid_job_id(std::string(65, 'a')));
+    CHECK_FALSE(is_valid_job_id("abcdefghijklmno/"));
+    CHECK_FALSE(is_valid_job_id("abcdefghijklmno."));
+    CHECK_FALSE(is_valid_job_id("abcdefghijklmno\n"));
+    CHECK_FALSE(is_valid_job_id("abcdefghijklmn\xc3\xa9"));
+}
