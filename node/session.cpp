@@ -147,9 +147,11 @@ asio::awaitable<void> Session::run(bool refuse) {
 
     // TLS first, within its own time limit.
     connection_->arm(cfg.handshake_timeout);
-    if (auto ec = co_await connection_->server_handshake()) {
+    // (co_await stays out of conditions: g++ 12 miscompiles some.)
+    auto handshake = co_await connection_->server_handshake();
+    if (handshake) {
         log::info(id_, "session", "tls-failed", "error={}",
-                  log::value(ec.message()));
+                  log::value(handshake.message()));
         co_return co_await close("tls");
     }
 
@@ -299,7 +301,8 @@ asio::awaitable<void> Session::proceed_submit(const Command& cmd) {
     // The payload, whatever is wrong with the rest.
     std::string payload;
     connection_->arm(cfg.idle_timeout);
-    if (auto ec = co_await connection_->read_payload(total, payload)) {
+    auto ec = co_await connection_->read_payload(total, payload);
+    if (ec) {
         close_reason_ = ec == asio::error::timed_out ? "payload-timeout"
                                                      : "payload-cut";
         enter_state(State::closing);
@@ -351,7 +354,8 @@ asio::awaitable<void> Session::proceed_submit(const Command& cmd) {
         co_return;
     }
 
-    if (co_await store(job))
+    bool stored = co_await store(job);
+    if (stored)
         reply(code::ok, id + " accepted");
 }
 
@@ -479,7 +483,8 @@ asio::awaitable<void> Session::proceed_wait(const Command& cmd) {
         changes.clear();
         if (finished)
             break;
-        if (auto ec = co_await connection_->flush())
+        auto flushed = co_await connection_->flush();
+        if (flushed)
             break;
         std::error_code ec;
         co_await wake_->async_wait(

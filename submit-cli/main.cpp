@@ -118,7 +118,8 @@ private:
         // Hand in, again under the same id if the connection fails.
         std::optional<Reply> reply;
         for (int attempt = 1; attempt <= submit_attempts; ++attempt) {
-            if (co_await open()) {
+            bool connected = co_await open();
+            if (connected) {
                 auto max = session_->capabilities().max_job_bytes;
                 auto size = script->size() + descriptor->size();
                 if (max && size > max)
@@ -152,7 +153,8 @@ private:
     }
 
     asio::awaitable<int> status() {
-        if (!co_await open())
+        bool connected = co_await open();
+        if (!connected)
             co_return tool_error(error_);
         auto reply = co_await session_->status(options_.job_id);
         if (!reply)
@@ -166,7 +168,8 @@ private:
     }
 
     asio::awaitable<int> result() {
-        if (!co_await open())
+        bool connected = co_await open();
+        if (!connected)
             co_return tool_error(error_);
         if (options_.wait)
             co_return co_await wait_and_print(options_.job_id);

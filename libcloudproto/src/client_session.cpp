@@ -98,6 +98,9 @@ ClientSession::connect(const std::string& host, const std::string& port) {
         co_return fail(fmt::format("cannot connect to {}:{}: {}", host, port,
                                    ec.message()));
 
+    // Commands are small and each waits for its reply: send at once.
+    socket.set_option(tcp::no_delay(true), ec);
+
     // TLS, then the greeting.
     if (tls_)
         connection_ = std::make_shared<Connection>(std::move(socket), *tls_,
@@ -106,7 +109,8 @@ ClientSession::connect(const std::string& host, const std::string& port) {
         connection_ =
             std::make_shared<Connection>(std::move(socket), max_line_bytes);
     connection_->arm(timeout_);
-    if (auto hs = co_await connection_->client_handshake(host))
+    auto hs = co_await connection_->client_handshake(host);
+    if (hs)
         co_return fail(fmt::format("TLS handshake with {}:{} failed: {}",
                                    host, port, hs.message()));
     co_return co_await read_reply();
@@ -174,8 +178,9 @@ ClientSession::result(const std::string& job_id, JobResult& result) {
 
     std::string payload;
     connection_->arm(timeout_);
-    if (auto ec = co_await connection_->read_payload(
-            static_cast<std::size_t>(*out_bytes + *err_bytes), payload))
+    auto ec = co_await connection_->read_payload(
+        static_cast<std::size_t>(*out_bytes + *err_bytes), payload);
+    if (ec)
         co_return fail("connection lost while reading the result: " +
                        ec.message());
     result.out = payload.substr(0, *out_bytes);

@@ -140,7 +140,8 @@ asio::awaitable<Connection::Line> Connection::read_line() {
 
         // About to wait for the peer: let it have our replies first.
         if (!output_.empty()) {
-            if (auto ec = co_await flush()) {
+            auto ec = co_await flush();
+            if (ec) {
                 line.ec = ec;
                 co_return line;
             }
