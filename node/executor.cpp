@@ -1,0 +1,336 @@
+#include "node/executor.hpp"
+
+#include "node/platform/job_process.hpp"
+
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <map>
+#include <string_view>
+#include <system_error>
+#include <utility>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace cloudnode {
+namespace {
+
+namespace fs = std::filesystem;
+using platform::JobProcess;
+using platform::JobStream;
+
+// The whole environment a job gets, besides HOME, TMPDIR and its id.
+constexpr std::string_view job_path = "/usr/local/bin:/usr/bin:/bin";
+constexpr std::string_view job_lang = "C.UTF-8";
+constexpr std::string_view script_placeholder = "{script}";
+
+// Job ids come from peers: only these bytes reach a folder name.
+constexpr std::size_t max_folder_id_bytes = 64;
+
+std::string errno_text(int error) {
+    return std::system_category().message(error);
+}
+
+std::string folder_safe(std::string_view job_id) {
+    std::string safe;
+    for (char c : job_id.substr(0, max_folder_id_bytes)) {
+        const bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                           (c >= '0' && c <= '9') || c == '-' || c == '_';
+        safe += plain ? c : '_';
+    }
+    return safe;
+}
+
+// Makes a fresh folder, mode 0700, named after the job. Returns an
+// empty path and sets `error` on failure.
+fs::path make_working_folder(const fs::path& work_root, std::string_view job_id,
+                             std::string& error) {
+    std::string name =
+        (work_root / ("job-" + folder_safe(job_id) + "-XXXXXX")).string();
+    if (mkdtemp(name.data()) == nullptr) {
+        error = "cannot create a working folder under " + work_root.string() +
+                ": " + errno_text(errno);
+        return {};
+    }
+    return name;
+}
+
+bool write_all(int fd, std::string_view bytes) {
+    while (!bytes.empty()) {
+        const ssize_t n = write(fd, bytes.data(), bytes.size());
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return false;
+        bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return true;
+}
+
+// Executable, so that a runtime may also run a script by its shebang.
+bool write_script(const fs::path& path, std::string_view script,
+                  std::string& error) {
+    const int fd =
+        open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+             0700);
+    bool ok = fd >= 0 && write_all(fd, script);
+    const int write_error = errno;
+    if (fd >= 0 && close(fd) != 0)
+        ok = false;
+    if (!ok)
+        error = "cannot write the script: " + errno_text(write_error);
+    return ok;
+}
+
+// Gives every folder of the tree back its owner's permissions, top
+// down, never following a symlink out of it.
+void make_removable(const fs::path& folder) {
+    std::vector<fs::path> pending{folder};
+    while (!pending.empty()) {
+        const fs::path dir = std::move(pending.back());
+        pending.pop_back();
+        ::chmod(dir.c_str(), S_IRWXU);
+        std::error_code ec;
+        for (fs::directory_iterator it(dir, ec), end; !ec && it != end;
+             it.increment(ec)) {
+            std::error_code type_ec;
+            if (it->symlink_status(type_ec).type() == fs::file_type::directory)
+                pending.push_back(it->path());
+        }
+    }
+}
+
+// Removes the working folder whatever the job did to its permissions.
+// Returns an empty string, or why the folder is still there.
+//
+// XXX: runs on the event loop; a job that leaves a huge tree stalls
+// every session while it is removed.
+std::string remove_working_folder(const fs::path& folder) {
+    std::error_code ec;
+    fs::remove_all(folder, ec);
+    if (!ec)
+        return {};
+    make_removable(folder);
+    ec.clear();
+    fs::remove_all(folder, ec);
+    if (!ec)
+        return {};
+    return "working folder " + folder.string() +
+           " not removed: " + ec.message();
+}
+
+// execve does no PATH search, so a bare program name is looked up here,
+// in the job's own PATH, before the fork.
+std::string resolve_program(const std::string& name) {
+    if (name.find('/') != std::string::npos)
+        return name;
+    std::string_view dirs = job_path;
+    while (!dirs.empty()) {
+        const std::size_t colon = std::min(dirs.find(':'), dirs.size());
+        const fs::path candidate = fs::path(dirs.substr(0, colon)) / name;
+        std::error_code ec;
+        if (fs::is_regular_file(candidate, ec) &&
+            access(candidate.c_str(), X_OK) == 0)
+            return candidate.string();
+        dirs.remove_prefix(std::min(colon + 1, dirs.size()));
+    }
+    return name; // exec fails and the job reports why
+}
+
+void capture(CapturedOutput& output, std::string_view bytes,
+             std::size_t max_bytes) {
+    output.total += bytes.size();
+    if (output.bytes.size() < max_bytes)
+        output.bytes.append(bytes.substr(0, max_bytes - output.bytes.size()));
+}
+
+// One job from run() to done: its folder, its process tree, what it
+// wrote so far and whether its timeout fired.
+struct Job {
+    Job(asio::io_context& io, ExecutionRequest request, Executor::Done done)
+        : request(std::move(request)), done(std::move(done)), timer(io) {}
+
+    void finish(ExecutionResult result);
+    void report_end(platform::JobEnd end);
+
+    std::map<std::uint64_t, std::shared_ptr<Job>>* table = nullptr;
+    std::uint64_t serial = 0;
+    ExecutionRequest request;
+    Executor::Done done; // empty once the Executor is gone
+    fs::path folder;
+
+    cloudproto::Clock::time_point started;
+    std::chrono::steady_clock::time_point began;
+    asio::steady_timer timer;
+    bool timed_out = false;
+
+    std::unique_ptr<JobProcess> process;
+    CapturedOutput out;
+    CapturedOutput err;
+};
+
+// The caller holds a reference to the job, so leaving the table here
+// does not destroy it.
+void Job::finish(ExecutionResult result) {
+    timer.cancel();
+    result.started = started;
+    result.finished = cloudproto::Clock::now();
+    result.duration = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - began);
+
+    // Every process is gone by now, so nothing writes here any more.
+    if (!folder.empty()) {
+        std::string why = remove_working_folder(folder);
+        if (!why.empty() && result.error.empty())
+            result.error = std::move(why);
+    }
+
+    auto done_now = std::move(done);
+    if (table != nullptr)
+        table->erase(serial);
+    if (done_now)
+        done_now(std::move(result));
+}
+
+void Job::report_end(platform::JobEnd end) {
+    ExecutionResult result;
+    if (!end.ran) {
+        result.kind = ExecutionResult::Kind::failed_to_start;
+        result.error = std::move(end.error);
+    } else if (end.stopped && timed_out) {
+        result.outcome = cloudproto::Outcome::timeout;
+    } else if (end.signal != 0) {
+        result.outcome = cloudproto::Outcome::signalled;
+        result.signal = end.signal;
+    } else {
+        result.outcome = cloudproto::Outcome::exited;
+        result.exit_code = end.exit_code;
+    }
+    result.out = std::move(out);
+    result.err = std::move(err);
+    finish(std::move(result));
+}
+
+} // namespace
+
+struct Executor::Impl {
+    void start(const std::shared_ptr<Job>& job);
+    void fail(const std::shared_ptr<Job>& job, std::string error);
+
+    asio::io_context& io;
+    fs::path work_root;
+    std::uint64_t next_serial = 1;
+    std::map<std::uint64_t, std::shared_ptr<Job>> jobs;
+};
+
+void Executor::Impl::fail(const std::shared_ptr<Job>& job, std::string error) {
+    // `done` must not run inside run(): the caller may hold locks or be
+    // halfway through its own bookkeeping.
+    asio::post(io, [job, error = std::move(error)]() mutable {
+        ExecutionResult result;
+        result.kind = ExecutionResult::Kind::failed_to_start;
+        result.error = std::move(error);
+        job->finish(std::move(result));
+    });
+}
+
+void Executor::Impl::start(const std::shared_ptr<Job>& job) {
+    const ExecutionRequest& request = job->request;
+    std::string error;
+
+    // Fresh folder with the script in it.
+    const auto& name = request.script_name;
+    if (name.empty() || name == "." || name == ".." ||
+        name.find('/') != std::string::npos)
+        return fail(job, "bad script name: " + name);
+    job->folder = make_working_folder(work_root, request.job_id, error);
+    if (job->folder.empty())
+        return fail(job, std::move(error));
+    const fs::path script = job->folder / name;
+    if (!write_script(script, request.script, error))
+        return fail(job, std::move(error));
+
+    // The command line and a clean environment.
+    platform::JobSpec spec;
+    for (const auto& arg : request.command)
+        spec.argv.push_back(arg == script_placeholder ? script.string() : arg);
+    if (spec.argv.empty())
+        return fail(job, "empty command");
+    spec.argv.front() = resolve_program(spec.argv.front());
+    const std::string folder = job->folder.string();
+    spec.env = {
+        "PATH=" + std::string(job_path),
+        "HOME=" + folder,
+        "TMPDIR=" + folder,
+        "LANG=" + std::string(job_lang),
+        "CLOUDPROTO_JOB_ID=" + request.job_id,
+    };
+    spec.working_folder = job->folder;
+
+    // The handlers hold the job alive until its tree is gone.
+    JobProcess::Handlers handlers;
+    handlers.on_output = [job = job.get()](JobStream which,
+                                           std::string_view bytes) {
+        auto& output = which == JobStream::out ? job->out : job->err;
+        capture(output, bytes, job->request.max_output_bytes);
+    };
+    handlers.on_end = [job](platform::JobEnd end) {
+        job->report_end(std::move(end));
+    };
+    job->process = std::make_unique<JobProcess>(io, spec, std::move(handlers));
+
+    // A zero timeout means none.
+    if (request.timeout.count() > 0) {
+        job->timer.expires_after(request.timeout);
+        // Weak: the job may finish while this handler waits in line.
+        job->timer.async_wait([weak = std::weak_ptr(job)](std::error_code ec) {
+            const auto self = weak.lock();
+            if (ec || !self)
+                return; // finished first
+            self->timed_out = true;
+            self->process->stop();
+        });
+    }
+}
+
+Executor::Executor(asio::io_context& io, std::filesystem::path work_root)
+    : impl_(std::make_unique<Impl>(Impl{io, std::move(work_root), 1, {}})) {}
+
+Executor::~Executor() {
+    // Jobs still running are killed; they clean up after themselves
+    // while `io` runs, but nobody is told.
+    for (auto& [serial, job] : impl_->jobs) {
+        job->table = nullptr;
+        job->done = nullptr;
+        if (job->process)
+            job->process->stop();
+    }
+}
+
+void Executor::run(ExecutionRequest request, Done done) {
+    auto job =
+        std::make_shared<Job>(impl_->io, std::move(request), std::move(done));
+    job->started = cloudproto::Clock::now();
+    job->began = std::chrono::steady_clock::now();
+    job->table = &impl_->jobs;
+    job->serial = impl_->next_serial++;
+    impl_->jobs.emplace(job->serial, job);
+    impl_->start(job);
+}
+
+void Executor::stop_all() {
+    for (auto& [serial, job] : impl_->jobs) {
+        if (job->process)
+            job->process->stop();
+    }
+}
+
+std::size_t Executor::running() const {
+    return impl_->jobs.size();
+}
+
+} // namespace cloudnode

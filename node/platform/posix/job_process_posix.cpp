@@ -1,0 +1,650 @@
+// Job processes on Linux. The node forks one small "shepherd" per job:
+// a copy of the node that never execs. The shepherd starts the program
+// in a new session, becomes the subreaper of everything the program
+// starts, and once the program ends (or the node asks it to stop) kills
+// and reaps every process left below it, detached ones included. Only
+// then does it report the program's wait status and exit, so the node
+// knows the whole tree is gone once the shepherd is.
+//
+// Later containment (namespaces, cgroups, per-slot uids) belongs in the
+// shepherd, between its fork and the program's exec.
+//
+// XXX: until per-slot uids, the program runs as the node's user and may
+// signal its shepherd: SIGKILL lets its detached processes escape (the
+// job then ends "without a report"), SIGSTOP makes the job outlive its
+// timeout.
+//
+// The kernel's parent-death signal follows the thread that forked, so
+// jobs must be started from the event loop's thread, which lives as
+// long as the node.
+#include "node/platform/job_process.hpp"
+
+#include <asio/posix/stream_descriptor.hpp>
+#include <asio/post.hpp>
+
+#include <array>
+#include <cerrno>
+#include <cstdint>
+#include <system_error>
+#include <utility>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace cloudnode::platform {
+namespace {
+
+// Where starting the program failed, as the shepherd reports it.
+enum Stage : std::int32_t {
+    stage_ran = 0,
+    stage_descriptors,
+    stage_pipe,
+    stage_fork,
+    stage_chdir,
+    stage_limits,
+    stage_exec,
+};
+
+// The shepherd's last words on its status pipe, written once just
+// before it exits: small enough for a single atomic pipe write.
+struct ShepherdReport {
+    std::int32_t stage = stage_ran;
+    std::int32_t error = 0;       // errno of a failed stage
+    std::int32_t wait_status = 0; // the program's, from waitpid
+    std::int32_t stopped = 0;     // 1: killed on the node's request
+};
+
+// Descriptors as the shepherd lays them out; the program keeps 0-2.
+constexpr int fd_stdin = 0;
+constexpr int fd_stdout = 1;
+constexpr int fd_stderr = 2;
+constexpr int fd_status = 3;
+
+// The node asks a shepherd to stop with this signal; the kernel sends
+// it too when the node dies.
+constexpr int stop_signal = SIGTERM;
+
+constexpr std::size_t read_chunk_bytes = 64 * 1024;
+
+// ---- In the forked children: async-signal-safe calls only ----------
+//
+// The node may have other threads, so after fork nothing may allocate
+// or take a lock: no malloc, no fmt, no iostreams, only system calls
+// on data prepared before the fork.
+
+struct Launch {
+    char* const* argv;
+    char* const* envp;
+    const char* working_folder;
+    pid_t node;
+    int out_w;
+    int err_w;
+    int status_w;
+};
+
+void close_from(int first) {
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, first, ~0U, 0) == 0)
+        return;
+#endif
+    rlimit files{};
+    int last = 65536;
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0 &&
+        files.rlim_cur != RLIM_INFINITY)
+        last = static_cast<int>(files.rlim_cur);
+    for (int fd = first; fd < last; ++fd)
+        close(fd);
+}
+
+void set_all_dispositions(void (*handler)(int)) {
+    struct sigaction action {};
+    action.sa_handler = handler;
+    sigemptyset(&action.sa_mask);
+    for (int sig = 1; sig < NSIG; ++sig)
+        sigaction(sig, &action, nullptr); // fails harmlessly for some
+}
+
+void set_disposition(int sig, void (*handler)(int)) {
+    struct sigaction action {};
+    action.sa_handler = handler;
+    sigemptyset(&action.sa_mask);
+    sigaction(sig, &action, nullptr);
+}
+
+[[noreturn]] void fail_program(int fd, Stage stage) {
+    const std::int32_t failure[2] = {stage, errno};
+    (void)!write(fd, failure, sizeof failure);
+    _exit(127);
+}
+
+// The program's process: the shepherd's only direct child.
+[[noreturn]] void run_program(const Launch& launch, pid_t shepherd,
+                              int exec_w) {
+    set_disposition(SIGPIPE, SIG_DFL);
+
+    // Dies with the shepherd, should anyone kill it outright.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != shepherd)
+        _exit(127);
+
+    // Its own process group, so one kill reaches the whole pipeline.
+    setpgid(0, 0);
+
+    if (chdir(launch.working_folder) != 0)
+        fail_program(exec_w, stage_chdir);
+    const rlimit no_core{0, 0};
+    if (setrlimit(RLIMIT_CORE, &no_core) != 0)
+        fail_program(exec_w, stage_limits);
+
+    // Keep 0-2 and the exec error pipe, which closes itself on exec.
+    if (dup3(exec_w, fd_status, O_CLOEXEC) < 0)
+        fail_program(exec_w, stage_descriptors);
+    close_from(fd_status + 1);
+
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    execve(launch.argv[0], launch.argv, launch.envp);
+    fail_program(fd_status, stage_exec);
+}
+
+[[noreturn]] void finish_shepherd(int fd, const ShepherdReport& report) {
+    (void)!write(fd, &report, sizeof report);
+    _exit(0);
+}
+
+[[noreturn]] void fail_shepherd(int fd, Stage stage) {
+    ShepherdReport report;
+    report.stage = stage;
+    report.error = errno;
+    finish_shepherd(fd, report);
+}
+
+// Puts /dev/null, the two output pipes and the status pipe on 0-3 and
+// closes everything else the node had open. Returns false on failure,
+// with errno set.
+bool lay_out_descriptors(const Launch& launch) {
+    const int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (devnull < 0)
+        return false;
+    const int wanted[4] = {devnull, launch.out_w, launch.err_w,
+                           launch.status_w};
+
+    // Lift them above 0-3 first so no dup2 overwrites another.
+    int lifted[4];
+    for (int i = 0; i < 4; ++i) {
+        lifted[i] = fcntl(wanted[i], F_DUPFD, 4);
+        if (lifted[i] < 0)
+            return false;
+    }
+    for (int i = 0; i < 4; ++i) {
+        if (dup2(lifted[i], i) < 0)
+            return false;
+    }
+    close_from(4);
+    return true;
+}
+
+// Reaps whatever has ended without waiting; notes the program's end.
+void reap_ended(pid_t program, int& status, bool& ended) {
+    int st = 0;
+    pid_t pid;
+    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        if (pid == program) {
+            status = st;
+            ended = true;
+        }
+    }
+}
+
+void kill_child(pid_t pid) {
+    // The child is ours and not yet reaped, so neither its pid nor a
+    // group it leads can belong to anyone else.
+    kill(-pid, SIGKILL);
+    kill(pid, SIGKILL);
+}
+
+// SIGKILLs every current child and its process group. Returns false
+// when the kernel cannot list the children.
+bool kill_children() {
+    // thread-self: the shepherd is single-threaded, and orphans are
+    // handed to it as subreaper, so this lists every child.
+    const int fd = open("/proc/thread-self/children", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+
+    // "pid pid pid ", parsed across chunk edges without allocating.
+    char chunk[512];
+    pid_t pid = 0;
+    bool in_pid = false;
+    for (;;) {
+        const ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR)
+            continue;
+        for (ssize_t i = 0; i < n; ++i) {
+            if (chunk[i] >= '0' && chunk[i] <= '9') {
+                pid = pid * 10 + (chunk[i] - '0');
+                in_pid = true;
+            } else if (in_pid) {
+                kill_child(pid);
+                pid = 0;
+                in_pid = false;
+            }
+        }
+        if (n <= 0)
+            break;
+    }
+    if (in_pid)
+        kill_child(pid);
+    close(fd);
+    return true;
+}
+
+// Kills and reaps every process below the shepherd until none is left.
+void sweep(pid_t program, int& status, bool& ended) {
+    for (;;) {
+        // XXX: without /proc/<pid>/task/<tid>/children (a kernel built
+        // without CONFIG_PROC_CHILDREN) the shepherd cannot find
+        // detached processes; it reaps what has ended and leaves, and
+        // the survivors outlive the job.
+        const bool listed = kill_children();
+
+        int st = 0;
+        const pid_t pid = waitpid(-1, &st, listed ? 0 : WNOHANG);
+        if (pid > 0) {
+            if (pid == program && !ended) {
+                status = st;
+                ended = true;
+            }
+            continue;
+        }
+        if (pid < 0 && errno == EINTR)
+            continue;
+        return; // ECHILD: nothing left below us
+    }
+}
+
+[[noreturn]] void run_shepherd(const Launch& launch) {
+    // The node's handlers (asio's among them) must not run here.
+    set_all_dispositions(SIG_DFL);
+    set_disposition(SIGPIPE, SIG_IGN); // a gone node: EPIPE, not death
+
+    // Stop when the node dies; if it died already, stop right away.
+    prctl(PR_SET_PDEATHSIG, stop_signal);
+    if (getppid() != launch.node)
+        kill(getpid(), stop_signal); // stays pending: see the wait below
+
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    setsid();
+
+    if (!lay_out_descriptors(launch))
+        fail_shepherd(launch.status_w, stage_descriptors);
+
+    // Signals arrive only through sigwaitinfo: no handler, no race.
+    sigset_t waited;
+    sigemptyset(&waited);
+    sigaddset(&waited, SIGCHLD);
+    sigaddset(&waited, stop_signal);
+    sigprocmask(SIG_SETMASK, &waited, nullptr);
+
+    int exec_pipe[2];
+    if (pipe2(exec_pipe, O_CLOEXEC) != 0)
+        fail_shepherd(fd_status, stage_pipe);
+    const pid_t shepherd = getpid();
+    const pid_t program = fork();
+    if (program < 0)
+        fail_shepherd(fd_status, stage_fork);
+    if (program == 0)
+        run_program(launch, shepherd, exec_pipe[1]);
+
+    // Hold no end of the program's pipes: EOF must mean it is gone.
+    close(exec_pipe[1]);
+    close(fd_stdin);
+    close(fd_stdout);
+    close(fd_stderr);
+    setpgid(program, program); // whichever of the two runs first
+
+    ShepherdReport report;
+    int status = 0;
+    bool ended = false;
+
+    // The exec error pipe closes empty on a successful exec.
+    std::int32_t failure[2];
+    ssize_t n;
+    do {
+        n = read(exec_pipe[0], failure, sizeof failure);
+    } while (n < 0 && errno == EINTR);
+    close(exec_pipe[0]);
+    if (n == static_cast<ssize_t>(sizeof failure)) {
+        report.stage = failure[0];
+        report.error = failure[1];
+        sweep(program, status, ended);
+        finish_shepherd(fd_status, report);
+    }
+
+    // Wait for the program to end or for the node to say stop.
+    while (!ended) {
+        const int sig = sigwaitinfo(&waited, nullptr);
+        if (sig == SIGCHLD) {
+            reap_ended(program, status, ended);
+        } else if (sig == stop_signal) {
+            reap_ended(program, status, ended);
+            if (!ended) {
+                report.stopped = 1;
+                kill(-program, SIGKILL);
+                kill(program, SIGKILL);
+            }
+            break;
+        }
+    }
+
+    sweep(program, status, ended);
+    report.wait_status = status;
+    finish_shepherd(fd_status, report);
+}
+
+// ---- In the node ----------------------------------------------------
+
+// A pipe whose ends close themselves unless handed on. Close-on-exec,
+// so that programs the node starts by other means never hold it.
+struct Pipe {
+    Pipe() = default;
+    Pipe(const Pipe&) = delete;
+    Pipe& operator=(const Pipe&) = delete;
+    ~Pipe() {
+        close_write();
+        if (read >= 0)
+            close(read);
+    }
+
+    bool open() {
+        int fds[2];
+        if (pipe2(fds, O_CLOEXEC) != 0)
+            return false;
+        read = fds[0];
+        write = fds[1];
+        return true;
+    }
+    void close_write() {
+        if (write >= 0)
+            close(std::exchange(write, -1));
+    }
+    int take_read() { return std::exchange(read, -1); }
+
+    int read = -1;
+    int write = -1;
+};
+
+// Forks the shepherd with every signal blocked, so that none reaches a
+// handler of the node inside it before it resets them. Returns its pid
+// or -1 with errno set.
+pid_t fork_shepherd(const Launch& launch) {
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    const pid_t pid = fork();
+    if (pid == 0)
+        run_shepherd(launch);
+    const int fork_error = errno;
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    errno = fork_error;
+    return pid;
+}
+
+std::string errno_text(int error) {
+    return std::system_category().message(error);
+}
+
+std::string describe_wait_status(int status) {
+    if (WIFSIGNALED(status))
+        return "killed by signal " + std::to_string(WTERMSIG(status));
+    return "exit code " + std::to_string(WEXITSTATUS(status));
+}
+
+std::string describe_failure(const ShepherdReport& report,
+                             const std::string& program) {
+    const std::string why = errno_text(report.error);
+    switch (report.stage) {
+    case stage_chdir:
+        return "cannot enter the working folder: " + why;
+    case stage_limits:
+        return "cannot set resource limits: " + why;
+    case stage_exec:
+        return "cannot execute " + program + ": " + why;
+    case stage_fork:
+        return "cannot fork the program: " + why;
+    default:
+        return "cannot prepare the job's process: " + why;
+    }
+}
+
+} // namespace
+
+struct JobProcess::Impl : std::enable_shared_from_this<Impl> {
+    explicit Impl(asio::io_context& io)
+        : io(io), out(io), err(io), status(io), exit_watch(io) {}
+    ~Impl();
+
+    void start(const JobSpec& spec);
+    void fail_early(std::string error);
+    void read_output(asio::posix::stream_descriptor& stream,
+                     std::array<char, read_chunk_bytes>& buffer,
+                     JobStream which);
+    void read_status();
+    void watch_exit();
+    void part_done();
+    JobEnd make_end() const;
+    void stop();
+
+    asio::io_context& io;
+    Handlers handlers;
+    bool detached = false; // the JobProcess is gone: run no handler
+    std::string program;
+
+    pid_t shepherd = -1;
+    bool reaped = false;
+    int shepherd_status = 0;
+
+    asio::posix::stream_descriptor out;
+    asio::posix::stream_descriptor err;
+    asio::posix::stream_descriptor status;
+    asio::posix::stream_descriptor exit_watch; // the shepherd's pidfd
+    std::array<char, read_chunk_bytes> out_buffer;
+    std::array<char, read_chunk_bytes> err_buffer;
+
+    ShepherdReport report;
+    std::size_t report_bytes = 0;
+
+    // Out EOF, err EOF, report read, shepherd reaped.
+    int parts_left = 4;
+};
+
+JobProcess::Impl::~Impl() {
+    // Only when the io_context dies first: make the shepherd sweep; it
+    // stays a zombie until the node exits.
+    if (shepherd > 0 && !reaped)
+        kill(shepherd, stop_signal);
+}
+
+void JobProcess::Impl::fail_early(std::string error) {
+    parts_left = 0;
+    asio::post(io, [self = shared_from_this(), error = std::move(error)] {
+        JobEnd end;
+        end.error = error;
+        auto on_end = std::move(self->handlers.on_end);
+        self->handlers = {};
+        if (on_end && !self->detached)
+            on_end(std::move(end));
+    });
+}
+
+void JobProcess::Impl::start(const JobSpec& spec) {
+    if (spec.argv.empty())
+        return fail_early("empty command");
+    program = spec.argv.front();
+
+    // Everything the children need, ready before the fork.
+    std::vector<char*> argv;
+    for (const auto& arg : spec.argv)
+        argv.push_back(const_cast<char*>(arg.c_str()));
+    argv.push_back(nullptr);
+    std::vector<char*> envp;
+    for (const auto& var : spec.env)
+        envp.push_back(const_cast<char*>(var.c_str()));
+    envp.push_back(nullptr);
+    const std::string folder = spec.working_folder.string();
+
+    Pipe out_pipe, err_pipe, status_pipe;
+    if (!out_pipe.open() || !err_pipe.open() || !status_pipe.open())
+        return fail_early("cannot create a pipe: " + errno_text(errno));
+
+    const pid_t pid = fork_shepherd({
+        .argv = argv.data(),
+        .envp = envp.data(),
+        .working_folder = folder.c_str(),
+        .node = getpid(),
+        .out_w = out_pipe.write,
+        .err_w = err_pipe.write,
+        .status_w = status_pipe.write,
+    });
+    if (pid < 0)
+        return fail_early("cannot fork: " + errno_text(errno));
+    shepherd = pid;
+    out_pipe.close_write();
+    err_pipe.close_write();
+    status_pipe.close_write();
+
+    const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+    if (pidfd < 0) {
+        // XXX: only on kernels before 5.3 or out of descriptors; the
+        // event loop blocks here until the shepherd has swept.
+        const std::string why = errno_text(errno);
+        kill(pid, stop_signal);
+        int st;
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+        }
+        reaped = true;
+        return fail_early("cannot watch the job's process: " + why);
+    }
+    exit_watch.assign(pidfd);
+    out.assign(out_pipe.take_read());
+    err.assign(err_pipe.take_read());
+    status.assign(status_pipe.take_read());
+
+    read_output(out, out_buffer, JobStream::out);
+    read_output(err, err_buffer, JobStream::err);
+    read_status();
+    watch_exit();
+}
+
+void JobProcess::Impl::read_output(asio::posix::stream_descriptor& stream,
+                                   std::array<char, read_chunk_bytes>& buffer,
+                                   JobStream which) {
+    stream.async_read_some(
+        asio::buffer(buffer), [self = shared_from_this(), &stream, &buffer,
+                               which](std::error_code ec, std::size_t n) {
+            if (n > 0 && !self->detached && self->handlers.on_output)
+                self->handlers.on_output(which, {buffer.data(), n});
+            if (ec) {
+                // EOF: every process holding the write end is gone.
+                std::error_code ignored;
+                stream.close(ignored);
+                return self->part_done();
+            }
+            self->read_output(stream, buffer, which);
+        });
+}
+
+void JobProcess::Impl::read_status() {
+    auto* into = reinterpret_cast<char*>(&report) + report_bytes;
+    status.async_read_some(
+        asio::buffer(into, sizeof report - report_bytes),
+        [self = shared_from_this()](std::error_code ec, std::size_t n) {
+            self->report_bytes += n;
+            if (!ec && self->report_bytes < sizeof self->report)
+                return self->read_status();
+            std::error_code ignored;
+            self->status.close(ignored);
+            self->part_done();
+        });
+}
+
+void JobProcess::Impl::watch_exit() {
+    exit_watch.async_wait(asio::posix::descriptor_base::wait_read,
+                          [self = shared_from_this()](std::error_code ec) {
+                              // A pidfd turns readable when the process has
+                              // exited.
+                              int st = 0;
+                              const pid_t pid =
+                                  waitpid(self->shepherd, &st, WNOHANG);
+                              if (pid == 0 && !ec)
+                                  return self->watch_exit();
+                              self->reaped =
+                                  pid != 0; // or reaped by someone else
+                              self->shepherd_status = st;
+                              std::error_code ignored;
+                              self->exit_watch.close(ignored);
+                              self->part_done();
+                          });
+}
+
+void JobProcess::Impl::part_done() {
+    if (--parts_left > 0)
+        return;
+    auto on_end = std::move(handlers.on_end);
+    handlers = {}; // they may hold their owner alive
+    if (on_end && !detached)
+        on_end(make_end());
+}
+
+JobEnd JobProcess::Impl::make_end() const {
+    JobEnd end;
+    if (report_bytes < sizeof report) {
+        end.error = "the job's shepherd ended without a report (" +
+                    describe_wait_status(shepherd_status) + ")";
+        return end;
+    }
+    if (report.stage != stage_ran) {
+        end.error = describe_failure(report, program);
+        return end;
+    }
+    end.ran = true;
+    end.stopped = report.stopped != 0;
+    if (WIFSIGNALED(report.wait_status))
+        end.signal = WTERMSIG(report.wait_status);
+    else
+        end.exit_code = WEXITSTATUS(report.wait_status);
+    return end;
+}
+
+void JobProcess::Impl::stop() {
+    // Until reaped the shepherd's pid cannot be reused, so this kill
+    // reaches the right process.
+    if (shepherd > 0 && !reaped)
+        kill(shepherd, stop_signal);
+}
+
+JobProcess::JobProcess(asio::io_context& io, const JobSpec& spec,
+                       Handlers handlers)
+    : impl_(std::make_shared<Impl>(io)) {
+    impl_->handlers = std::move(handlers);
+    impl_->start(spec);
+}
+
+JobProcess::~JobProcess() {
+    // The pending reads and the exit watch keep impl_ alive until the
+    // shepherd is reaped; they only stop calling back.
+    impl_->detached = true;
+    impl_->stop();
+}
+
+void JobProcess::stop() {
+    impl_->stop();
+}
+
+} // namespace cloudnode::platform
