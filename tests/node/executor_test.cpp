@@ -437,7 +437,7 @@ TEST_CASE("twenty jobs at once all complete correctly") {
     CHECK(node.work_root_empty());
 }
 
-TEST_CASE("stop_all kills every running job; done still runs") {
+TEST_CASE("stop_all kills every running job and done still runs") {
     Node node;
     constexpr int jobs = 3;
     int done = 0;
