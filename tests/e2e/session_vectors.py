@@ -229,7 +229,7 @@ class Connection:
                              % (len(raw), MAX_LINE_BYTES,
                                 shorten(repr(raw), 200)))
         if not raw.endswith(b"\r\n"):
-            raise StepFailed("reply line ends with a bare LF: %r"
+            raise StepFailed("reply line ends with a bare LF: %s"
                              % shorten(repr(raw), 200))
         body = raw[:-2]
         bad = [b for b in body if not 0x20 <= b <= 0x7E]
