@@ -5,13 +5,13 @@
 #include "cloudproto/log.hpp"
 #include "cloudproto/protocol.hpp"
 #include "cloudproto/reply.hpp"
+#include "cloudproto/text.hpp"
 
 #include <asio/redirect_error.hpp>
 #include <asio/use_awaitable.hpp>
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <charconv>
 #include <functional>
 
 namespace cloudnode {
@@ -28,21 +28,6 @@ constexpr std::size_t max_client_name_bytes = 255;
 // How long a closing session may take to say goodbye.
 constexpr std::chrono::seconds goodbye_timeout{5};
 
-std::vector<std::string> split_words(std::string_view line) {
-    std::vector<std::string> out;
-    std::size_t i = 0;
-    while (i < line.size()) {
-        while (i < line.size() && line[i] == ' ')
-            ++i;
-        auto start = i;
-        while (i < line.size() && line[i] != ' ')
-            ++i;
-        if (i > start)
-            out.emplace_back(line.substr(start, i - start));
-    }
-    return out;
-}
-
 std::string upper(std::string s) {
     for (auto& c : s)
         c = static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c);
@@ -51,13 +36,9 @@ std::string upper(std::string s) {
 
 // Decimal without sign or leading zeros, as the spec's ABNF says.
 std::optional<std::uint64_t> parse_size(std::string_view text) {
-    if (text.empty() || text.size() > 19 || (text[0] == '0' && text.size() > 1))
+    if (text.size() > 1 && text[0] == '0')
         return std::nullopt;
-    std::uint64_t n = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-    if (ec != std::errc{} || end != text.data() + text.size())
-        return std::nullopt;
-    return n;
+    return cloudproto::parse_decimal<std::uint64_t>(text);
 }
 
 // Starts work that reports through a callback, and suspends until it has:
@@ -213,7 +194,7 @@ asio::awaitable<void> Session::dispatch(const std::string& line) {
         co_return;
     }
 
-    auto words = split_words(line);
+    auto words = cloudproto::split_words(line);
     Command cmd{upper(words.empty() ? std::string() : words[0]),
                 {words.begin() + (words.empty() ? 0 : 1), words.end()}};
     auto verb = std::find_if(std::begin(verbs), std::end(verbs),

@@ -3,11 +3,11 @@
 #include "node/platform/durable_file.hpp"
 
 #include "cloudproto/log.hpp"
+#include "cloudproto/text.hpp"
 
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <charconv>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -18,6 +18,8 @@ namespace cloudnode {
 namespace fs = std::filesystem;
 using cloudproto::Clock;
 using cloudproto::JobState;
+using cloudproto::parse_decimal;
+using cloudproto::split_words;
 
 namespace {
 
@@ -31,25 +33,6 @@ std::string read_whole(const fs::path& p) {
     std::ostringstream s;
     s << in.rdbuf();
     return s.str();
-}
-
-template <typename Int>
-bool parse_number(std::string_view text, Int& out) {
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(),
-                                     out);
-    return ec == std::errc{} && end == text.data() + text.size();
-}
-
-std::vector<std::string_view> words(std::string_view line) {
-    std::vector<std::string_view> w;
-    while (!line.empty()) {
-        auto sp = line.find(' ');
-        w.push_back(line.substr(0, sp));
-        if (sp == std::string_view::npos)
-            break;
-        line.remove_prefix(sp + 1);
-    }
-    return w;
 }
 
 // Cuts the next '\n'-ended line off the front of `rest`.
@@ -90,19 +73,22 @@ std::vector<Job> parse_batch(std::string_view text) {
     std::vector<Job> jobs;
     std::string_view line;
     while (!text.empty()) {
-        auto w = words(next_line(text, line) ? line : "");
-        std::int64_t ms = 0;
-        std::size_t dsize = 0, ssize = 0;
-        if (w.size() != 5 || w[0] != "JOB" || !parse_number(w[2], ms) ||
-            !parse_number(w[3], dsize) || !parse_number(w[4], ssize) ||
-            text.size() < dsize + ssize + 1 || text[dsize + ssize] != '\n')
+        auto w = split_words(next_line(text, line) ? line : "");
+        if (w.size() != 5 || w[0] != "JOB")
+            throw std::runtime_error("damaged job record");
+        auto ms = parse_decimal<std::int64_t>(w[2]);
+        auto dsize = parse_decimal<std::size_t>(w[3]);
+        auto ssize = parse_decimal<std::size_t>(w[4]);
+        if (!ms || !dsize || !ssize || text.size() < *dsize + *ssize + 1 ||
+            text[*dsize + *ssize] != '\n')
             throw std::runtime_error("damaged job record");
         Job job;
         job.report.job_id = std::string(w[1]);
-        job.report.accepted = Clock::time_point{std::chrono::milliseconds{ms}};
-        job.descriptor_text = std::string(text.substr(0, dsize));
-        job.script = std::string(text.substr(dsize, ssize));
-        text.remove_prefix(dsize + ssize + 1);
+        job.report.accepted =
+            Clock::time_point{std::chrono::milliseconds{*ms}};
+        job.descriptor_text = std::string(text.substr(0, *dsize));
+        job.script = std::string(text.substr(*dsize, *ssize));
+        text.remove_prefix(*dsize + *ssize + 1);
         jobs.push_back(std::move(job));
     }
     return jobs;
@@ -138,14 +124,16 @@ ParsedResult parse_result(std::string_view text) {
     std::vector<cloudproto::Field> fields;
     std::string_view line;
     while (next_line(text, line)) {
-        auto w = words(line);
+        auto w = split_words(line);
         if (w.size() == 2 && w[0] == "DIGEST") {
-            p.job.digest = std::string(w[1]);
+            p.job.digest = w[1];
         } else if (w.size() == 3 && w[0] == "PAYLOAD") {
-            if (!parse_number(w[1], p.out_bytes) ||
-                !parse_number(w[2], p.err_bytes) ||
-                text.size() != p.out_bytes + p.err_bytes)
+            auto out = parse_decimal<std::size_t>(w[1]);
+            auto err = parse_decimal<std::size_t>(w[2]);
+            if (!out || !err || text.size() != *out + *err)
                 throw std::runtime_error("damaged payload");
+            p.out_bytes = *out;
+            p.err_bytes = *err;
             p.payload = text;
             auto report = cloudproto::JobReport::from_fields(fields);
             if (!report)
@@ -224,8 +212,8 @@ Spool::Recovered Spool::recover(std::chrono::hours retention) {
     }
     std::sort(batches.begin(), batches.end());
     for (const auto& path : batches) {
-        std::uint64_t seq = 0;
-        parse_number(path.stem().string(), seq);
+        auto seq =
+            parse_decimal<std::uint64_t>(path.stem().string()).value_or(0);
         last_batch_ = std::max(last_batch_, seq);
         try {
             std::size_t unfinished = 0;

@@ -1,42 +1,16 @@
 #include "cloudproto/client_session.hpp"
 
 #include "cloudproto/protocol.hpp"
+#include "cloudproto/text.hpp"
 
 #include <asio/connect.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/use_awaitable.hpp>
 #include <fmt/format.h>
 
-#include <charconv>
 
 namespace cloudproto {
 
-namespace {
-
-std::optional<std::uint64_t> to_number(std::string_view text) {
-    std::uint64_t n = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-    if (ec != std::errc{} || end != text.data() + text.size())
-        return std::nullopt;
-    return n;
-}
-
-std::vector<std::string> split_words(std::string_view text) {
-    std::vector<std::string> words;
-    std::size_t i = 0;
-    while (i < text.size()) {
-        while (i < text.size() && text[i] == ' ')
-            ++i;
-        std::size_t start = i;
-        while (i < text.size() && text[i] != ' ')
-            ++i;
-        if (i > start)
-            words.emplace_back(text.substr(start, i - start));
-    }
-    return words;
-}
-
-} // namespace
 
 Capabilities Capabilities::from_reply(const Reply& hello) {
     Capabilities caps;
@@ -51,11 +25,11 @@ Capabilities Capabilities::from_reply(const Reply& hello) {
             params = hello.lines[i].substr(space + 1);
         caps.keywords[words[0]] = params;
         if (words[0] == "VERSION" && words.size() > 1)
-            caps.version = static_cast<int>(to_number(words[1]).value_or(0));
+            caps.version = static_cast<int>(parse_decimal<std::uint64_t>(words[1]).value_or(0));
         else if (words[0] == "RUNTIMES")
             caps.runtimes.assign(words.begin() + 1, words.end());
         else if (words[0] == "MAX-JOB-BYTES" && words.size() > 1)
-            caps.max_job_bytes = to_number(words[1]).value_or(0);
+            caps.max_job_bytes = parse_decimal<std::uint64_t>(words[1]).value_or(0);
     }
     return caps;
 }
@@ -168,8 +142,8 @@ ClientSession::result(const std::string& job_id, JobResult& result) {
     auto words = split_words(reply->last_line());
     std::optional<std::uint64_t> out_bytes, err_bytes;
     if (words.size() == 3 && words[0] == "PAYLOAD") {
-        out_bytes = to_number(words[1]);
-        err_bytes = to_number(words[2]);
+        out_bytes = parse_decimal<std::uint64_t>(words[1]);
+        err_bytes = parse_decimal<std::uint64_t>(words[2]);
     }
     auto report = report_from_reply(*reply);
     if (!out_bytes || !err_bytes || !report)

@@ -1,8 +1,9 @@
 #include "cloudproto/job_report.hpp"
 
+#include "cloudproto/text.hpp"
+
 #include <fmt/format.h>
 
-#include <charconv>
 #include <ctime>
 
 namespace cloudproto {
@@ -22,16 +23,6 @@ std::optional<Enum> from_names(const std::string_view (&names)[N],
             return static_cast<Enum>(i);
     }
     return std::nullopt;
-}
-
-template <typename Int>
-std::optional<Int> parse_int(std::string_view text) {
-    Int value{};
-    auto [end, ec] =
-        std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc{} || end != text.data() + text.size())
-        return std::nullopt;
-    return value;
 }
 
 std::string_view yes_no(bool b) { return b ? "yes" : "no"; }
@@ -84,13 +75,13 @@ std::optional<Clock::time_point> parse_timestamp(std::string_view t) {
     if (t.size() != 24 || t[4] != '-' || t[7] != '-' || t[10] != 'T' ||
         t[13] != ':' || t[16] != ':' || t[19] != '.' || t[23] != 'Z')
         return std::nullopt;
-    auto y = parse_int<int>(t.substr(0, 4));
-    auto mo = parse_int<unsigned>(t.substr(5, 2));
-    auto d = parse_int<unsigned>(t.substr(8, 2));
-    auto h = parse_int<int>(t.substr(11, 2));
-    auto mi = parse_int<int>(t.substr(14, 2));
-    auto s = parse_int<int>(t.substr(17, 2));
-    auto ms = parse_int<int>(t.substr(20, 3));
+    auto y = parse_decimal<int>(t.substr(0, 4));
+    auto mo = parse_decimal<unsigned>(t.substr(5, 2));
+    auto d = parse_decimal<unsigned>(t.substr(8, 2));
+    auto h = parse_decimal<int>(t.substr(11, 2));
+    auto mi = parse_decimal<int>(t.substr(14, 2));
+    auto s = parse_decimal<int>(t.substr(17, 2));
+    auto ms = parse_decimal<int>(t.substr(20, 3));
     if (!y || !mo || !d || !h || !mi || !s || !ms || *mo < 1 || *mo > 12 ||
         *d < 1 || *d > 31 || *h > 23 || *mi > 59 || *s > 60)
         return std::nullopt;
@@ -169,16 +160,16 @@ std::optional<JobReport> JobReport::from_fields(const std::vector<Field>& f) {
         } else if (key == "OUTCOME") {
             r.outcome = outcome_from_string(value);
         } else if (key == "EXIT-CODE") {
-            r.exit_code = parse_int<int>(value);
+            r.exit_code = parse_decimal<int>(value);
         } else if (key == "SIGNAL") {
-            r.signal = parse_int<int>(value);
+            r.signal = parse_decimal<int>(value);
         } else if (key == "DURATION-MS") {
-            if (auto ms = parse_int<long long>(value))
+            if (auto ms = parse_decimal<long long>(value))
                 r.duration = std::chrono::milliseconds{*ms};
         } else if (key == "STDOUT-BYTES") {
-            r.stdout_bytes = parse_int<std::uint64_t>(value).value_or(0);
+            r.stdout_bytes = parse_decimal<std::uint64_t>(value).value_or(0);
         } else if (key == "STDERR-BYTES") {
-            r.stderr_bytes = parse_int<std::uint64_t>(value).value_or(0);
+            r.stderr_bytes = parse_decimal<std::uint64_t>(value).value_or(0);
         } else if (key == "STDOUT-TRUNCATED") {
             r.stdout_truncated = value == "yes";
         } else if (key == "STDERR-TRUNCATED") {

@@ -2,6 +2,8 @@
 
 #include "cloudproto/protocol.hpp"
 
+#include "support/octets.hpp"
+
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -19,31 +21,9 @@ using cloudproto::LineReader;
 
 namespace {
 
-// Whole, one octet at a time, and odd sizes that split CRLF, lines and
-// payloads at every kind of place.
-constexpr std::size_t whole = std::numeric_limits<std::size_t>::max();
-constexpr std::size_t chunk_sizes[] = {whole, 1, 2, 3, 5, 7, 13, 4093};
-
-// Octets as the expected strings below write them.
-std::string escape(std::string_view octets) {
-    static constexpr char hex[] = "0123456789abcdef";
-    std::string out;
-    for (unsigned char c : octets) {
-        if (c == '\r')
-            out += "\\r";
-        else if (c == '\n')
-            out += "\\n";
-        else if (c == '\0')
-            out += "\\0";
-        else if (c == '\\' || c == '"')
-            out += {'\\', static_cast<char>(c)};
-        else if (c >= 0x20 && c < 0x7f)
-            out += static_cast<char>(c);
-        else
-            out += {'\\', 'x', hex[c >> 4], hex[c & 0xf]};
-    }
-    return out;
-}
+using test_support::chunk_sizes;
+using test_support::escape;
+using test_support::whole;
 
 // Gives a chunk to the reader as a socket read would (prepare more
 // than arrives, commit what did) or through append(), in turn, so that

@@ -3,6 +3,8 @@
 #include "cloudproto/line_reader.hpp"
 #include "cloudproto/protocol.hpp"
 
+#include "support/octets.hpp"
+
 #include <doctest/doctest.h>
 
 #include <fstream>
@@ -23,32 +25,9 @@ namespace {
 const char* const vectors_path =
     CLOUDPROTO_SOURCE_DIR "/proto-spec/vectors/replies.txt";
 
-// Whole, one octet at a time, and odd sizes that split CRLF and codes.
-constexpr std::size_t whole = std::numeric_limits<std::size_t>::max();
-constexpr std::size_t chunk_sizes[] = {whole, 1, 2, 3, 5, 7, 13};
-
-// The escapes of replies.txt, both ways.
-std::string escape(std::string_view octets) {
-    static constexpr char hex[] = "0123456789abcdef";
-    std::string out;
-    for (unsigned char c : octets) {
-        if (c == '\r')
-            out += "\\r";
-        else if (c == '\n')
-            out += "\\n";
-        else if (c == '\t')
-            out += "\\t";
-        else if (c == '\0')
-            out += "\\0";
-        else if (c == '\\' || c == '"')
-            out += {'\\', static_cast<char>(c)};
-        else if (c >= 0x20 && c < 0x7f)
-            out += static_cast<char>(c);
-        else
-            out += {'\\', 'x', hex[c >> 4], hex[c & 0xf]};
-    }
-    return out;
-}
+using test_support::chunk_sizes;
+using test_support::escape;
+using test_support::whole;
 
 std::string unescape(std::string_view text) {
     constexpr std::string_view letters = "rnt0\\\"";
