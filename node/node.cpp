@@ -42,7 +42,7 @@ Node::Node(Config config)
       scheduler_(config_, jobs_, spool_, executor_, outbox_),
       session_context_{config_, jobs_, spool_, scheduler_},
       server_(io_, session_context_, tls_ ? &*tls_ : nullptr),
-      signals_(io_, SIGINT, SIGTERM) {}
+      signals_(io_, SIGINT, SIGTERM), shutdown_deadline_(io_) {}
 
 void Node::recover() {
     auto found = spool_.recover(config_.result_retention);
@@ -91,22 +91,28 @@ int Node::run() {
 }
 
 // Stops taking work, kills running jobs (they stay in the spool and run
-// again at the next start), and leaves once their processes are gone.
+// again at the next start), and lets the event loop run dry: sessions
+// say goodbye, the spool finishes what it writes. A second signal, or
+// the grace period, stops everything at once.
 void Node::shut_down(int signal) {
     log::info("-", "node", "stopping", "signal={} running={} queued={}",
               signal, scheduler_.running(), scheduler_.queued());
     server_.stop();
 
-    // Leave when the last job's processes are gone, or at the deadline.
-    auto deadline = std::make_shared<asio::steady_timer>(io_);
-    deadline->expires_after(shutdown_grace);
-    deadline->async_wait([this, deadline](std::error_code ec) {
+    signals_.async_wait([this](std::error_code ec, int) {
         if (!ec)
             io_.stop();
     });
-    scheduler_.stop([this, deadline] {
-        deadline->cancel();
+    shutdown_deadline_.expires_after(shutdown_grace);
+    shutdown_deadline_.async_wait([this](std::error_code ec) {
+        if (ec)
+            return;
+        log::warn("-", "node", "stopping", "reason=grace-expired");
         io_.stop();
+    });
+    scheduler_.stop([this] {
+        shutdown_deadline_.cancel();
+        signals_.cancel();
     });
     executor_.stop_all();
 }

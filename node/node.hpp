@@ -13,6 +13,7 @@
 
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/ssl/context.hpp>
 
 #include <optional>
@@ -42,6 +43,7 @@ private:
     SessionContext session_context_;
     Server server_;
     asio::signal_set signals_;
+    asio::steady_timer shutdown_deadline_;
 };
 
 } // namespace cloudnode

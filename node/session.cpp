@@ -22,11 +22,16 @@ namespace log = cloudproto::log;
 
 namespace {
 
+constexpr std::string_view bad_job_id =
+    "job id must be 16 to 64 of A-Z a-z 0-9 - _";
+
 // HELLO echoes the name: it must leave room in the reply line.
 constexpr std::size_t max_client_name_bytes = 255;
 
-// How long a closing session may take to say goodbye.
+// How long a closing session may take to say goodbye, and how long it
+// reads and drops what a client still sends after a reply that closes.
 constexpr std::chrono::seconds goodbye_timeout{5};
+constexpr std::chrono::seconds drain_timeout{2};
 
 std::string upper(std::string s) {
     for (auto& c : s)
@@ -34,9 +39,12 @@ std::string upper(std::string s) {
     return s;
 }
 
-// Decimal without sign or leading zeros, as the spec's ABNF says.
+// An octet-count of the spec's ABNF: decimal, no sign, no leading zero,
+// at most 18 digits so that two of them add up without overflow.
+constexpr std::size_t max_count_digits = 18;
+
 std::optional<std::uint64_t> parse_size(std::string_view text) {
-    if (text.size() > 1 && text[0] == '0')
+    if ((text.size() > 1 && text[0] == '0') || text.size() > max_count_digits)
         return std::nullopt;
     return cloudproto::parse_decimal<std::uint64_t>(text);
 }
@@ -75,7 +83,8 @@ std::string_view to_string(Session::State state) {
 
 const Session::Verb Session::verbs[] = {
     {"HELLO", false, 1, 1, &Session::proceed_hello, "HELLO <client-name>"},
-    {"SUBMIT", true, 3, 32, &Session::proceed_submit,
+    // SUBMIT checks HELLO itself, once its payload is out of the way.
+    {"SUBMIT", false, 3, 32, &Session::proceed_submit,
      "SUBMIT <job-id> <descriptor-octets> <script-octets> [KEY=VALUE ...]"},
     {"STATUS", true, 1, 1, &Session::proceed_status, "STATUS <job-id>"},
     {"WAIT", true, 2, 2, &Session::proceed_wait, "WAIT <job-id> <seconds>"},
@@ -108,17 +117,21 @@ void Session::reply(int c, const std::vector<std::string>& lines) {
 }
 
 void Session::reply_and_close(int c, std::string_view text,
-                              std::string_view reason) {
+                              std::string_view reason, bool drain) {
     reply(c, text);
     close_reason_ = reason;
+    drain_on_close_ = drain;
     enter_state(State::closing);
 }
 
+// Node shutdown: the session says so and ends at its next step.
 void Session::stop() {
     stopped_ = true;
+    if (state_ != State::handshake && state_ != State::closing)
+        reply(code::unavailable, ctx_.config.name + " shutting down");
     if (wake_)
         wake_->cancel();
-    connection_->close();
+    connection_->cancel();
 }
 
 asio::awaitable<void> Session::run(bool refuse) {
@@ -213,7 +226,7 @@ asio::awaitable<void> Session::dispatch(const std::string& line) {
             // Where its payload ends is unknown: nothing can follow.
             reply_and_close(code::parameter_error,
                             fmt::format("syntax: {}", verb->syntax),
-                            "bad-submit");
+                            "bad-submit", true);
             co_return;
         }
         reply(code::parameter_error, fmt::format("syntax: {}", verb->syntax));
@@ -265,7 +278,9 @@ asio::awaitable<void> Session::proceed_submit(const Command& cmd) {
     // The line itself: without sizes nothing can follow.
     if (!dsize || !ssize) {
         reply_and_close(code::parameter_error,
-                        "octet counts must be decimal numbers", "bad-submit");
+                        "octet counts must be decimal numbers of at most 18 "
+                        "digits",
+                        "bad-submit", true);
         co_return;
     }
     std::uint64_t total = *dsize + *ssize;
@@ -275,7 +290,7 @@ asio::awaitable<void> Session::proceed_submit(const Command& cmd) {
         reply_and_close(code::job_too_large,
                         fmt::format("job of {} octets exceeds MAX-JOB-BYTES {}",
                                     total, cfg.max_job_bytes),
-                        "too-large");
+                        "too-large", true);
         co_return;
     }
 
@@ -283,22 +298,39 @@ asio::awaitable<void> Session::proceed_submit(const Command& cmd) {
     std::string payload;
     connection_->arm(cfg.idle_timeout);
     auto ec = co_await connection_->read_payload(total, payload);
+    if (ec == asio::error::timed_out) {
+        reply_and_close(code::unavailable, cfg.name + " idle timeout",
+                        "payload-timeout");
+        co_return;
+    }
     if (ec) {
-        close_reason_ = ec == asio::error::timed_out ? "payload-timeout"
-                                                     : "payload-cut";
+        close_reason_ = "payload-cut";
         enter_state(State::closing);
         co_return;
     }
 
+    // The rest of the line, in the spec's order.
+    if (state_ != State::ready) {
+        reply(code::bad_sequence, "say HELLO first");
+        co_return;
+    }
     if (!cloudproto::is_valid_job_id(id)) {
         reply(code::parameter_error,
-              "job id must be 16 to 64 of A-Z a-z 0-9 - _");
+              bad_job_id);
         co_return;
     }
     for (std::size_t i = 3; i < cmd.args.size(); ++i) {
-        auto key = cmd.args[i].substr(0, cmd.args[i].find('='));
+        auto eq = cmd.args[i].find('=');
+        if (eq == std::string::npos || eq == 0) {
+            reply(code::parameter_error, "parameters are KEY=VALUE");
+            co_return;
+        }
+    }
+    if (cmd.args.size() > 3) {
+        // Version 1 announces no SUBMIT parameter.
+        auto key = cmd.args[3].substr(0, cmd.args[3].find('='));
         reply(code::parameter_not_recognised,
-              "parameter " + log::value(key, 32) + " not recognised");
+              "parameter " + key + " not recognised");
         co_return;
     }
 
@@ -330,8 +362,9 @@ asio::awaitable<void> Session::proceed_submit(const Command& cmd) {
     }
     if (ctx_.scheduler.queued() >= cfg.max_queued_jobs) {
         reply(code::insufficient_storage,
-              fmt::format("queue full ({} jobs); try again later",
-                          cfg.max_queued_jobs));
+              fmt::format("{} not stored: insufficient storage (the queue "
+                          "holds {} jobs)",
+                          id, cfg.max_queued_jobs));
         co_return;
     }
 
@@ -405,13 +438,27 @@ asio::awaitable<bool> Session::store(Job& candidate) {
     co_return true;
 }
 
-asio::awaitable<void> Session::proceed_status(const Command& cmd) {
-    Job* job = ctx_.jobs.find(cmd.args[0]);
-    if (!job || !job->durable) {
-        reply(code::no_such_job, "no such job " + log::value(cmd.args[0], 64));
-        co_return;
+// The job a query names; replies 501 or 550 and gives null when there is
+// none. A job still being stored is not the node's yet: no such job.
+Job* Session::check_job(const std::string& id) {
+    if (!cloudproto::is_valid_job_id(id)) {
+        reply(code::parameter_error,
+              bad_job_id);
+        return nullptr;
     }
-    reply(code::ok, report_lines(job->report));
+    Job* job = ctx_.jobs.find(id);
+    if (!job || !job->durable) {
+        reply(code::no_such_job, "no such job " + id);
+        return nullptr;
+    }
+    return job;
+}
+
+asio::awaitable<void> Session::proceed_status(const Command& cmd) {
+    Job* job = check_job(cmd.args[0]);
+    if (job)
+        reply(code::ok, report_lines(job->report));
+    co_return;
 }
 
 asio::awaitable<void> Session::proceed_wait(const Command& cmd) {
@@ -425,11 +472,9 @@ asio::awaitable<void> Session::proceed_wait(const Command& cmd) {
                           cloudproto::max_wait_timeout.count()));
         co_return;
     }
-    Job* job = ctx_.jobs.find(id);
-    if (!job || !job->durable) {
-        reply(code::no_such_job, "no such job " + log::value(id, 64));
+    Job* job = check_job(id);
+    if (!job)
         co_return;
-    }
 
     auto line = [](JobState s) { return "STATE " + std::string(to_string(s)); };
     std::vector<std::string> lines;
@@ -482,11 +527,9 @@ asio::awaitable<void> Session::proceed_wait(const Command& cmd) {
 
 asio::awaitable<void> Session::proceed_result(const Command& cmd) {
     const std::string& id = cmd.args[0];
-    Job* job = ctx_.jobs.find(id);
-    if (!job || !job->durable) {
-        reply(code::no_such_job, "no such job " + log::value(id, 64));
+    Job* job = check_job(id);
+    if (!job)
         co_return;
-    }
     if (!cloudproto::is_final(job->report.state)) {
         reply(code::job_not_finished,
               fmt::format("job {} is {}", id, to_string(job->report.state)));
@@ -540,6 +583,8 @@ asio::awaitable<void> Session::proceed_quit(const Command&) {
 // The one way out: say what is queued, close, log it once.
 asio::awaitable<void> Session::close(std::string_view reason) {
     enter_state(State::closing);
+    if (drain_on_close_)
+        co_await connection_->drain(drain_timeout);
     co_await connection_->shutdown(goodbye_timeout);
     log::info(id_, "session", "disconnected", "reason={}", reason);
 }

@@ -74,14 +74,16 @@ private:
     asio::awaitable<void> dispatch(const std::string& line);
     std::optional<std::string> check_line(std::string_view line) const;
     std::optional<std::string> check_descriptor(Job& job);
+    Job* check_job(const std::string& id);
     asio::awaitable<bool> store(Job& job);
 
     void enter_state(State next);
     void reply(int code, std::string_view text);
     void reply(int code, const std::vector<std::string>& lines);
-    // Replies, then ends the session once the reply has left.
+    // Replies, then ends the session once the reply has left; with
+    // `drain`, after reading and dropping what the client still sends.
     void reply_and_close(int code, std::string_view text,
-                         std::string_view reason);
+                         std::string_view reason, bool drain = false);
     asio::awaitable<void> close(std::string_view reason);
 
     SessionContext& ctx_;
@@ -90,6 +92,7 @@ private:
     State state_ = State::handshake;
     std::string client_name_;
     std::string close_reason_;
+    bool drain_on_close_ = false;
     std::optional<asio::steady_timer> wake_; // WAIT sleeps on it
     bool stopped_ = false;
 };

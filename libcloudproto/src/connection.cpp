@@ -9,6 +9,8 @@
 #include <fmt/format.h>
 #include <openssl/ssl.h>
 
+#include <array>
+
 namespace cloudproto {
 
 namespace {
@@ -204,6 +206,21 @@ asio::awaitable<void> Connection::shutdown(duration limit) {
             asio::redirect_error(asio::use_awaitable, ec));
     }
     close();
+}
+
+void Connection::cancel() {
+    std::error_code ec;
+    socket().cancel(ec);
+}
+
+asio::awaitable<void> Connection::drain(duration limit) {
+    arm(limit);
+    auto ec = co_await flush();
+    if (!is_tls())
+        socket().shutdown(tcp::socket::shutdown_send, ec);
+    std::array<char, read_chunk_bytes> sink;
+    while (!ec)
+        co_await read_some(asio::buffer(sink), ec);
 }
 
 void Connection::close() {

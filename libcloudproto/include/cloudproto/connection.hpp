@@ -57,6 +57,16 @@ public:
     void queue(std::string_view bytes);
     asio::awaitable<std::error_code> flush();
 
+    // Ends what is under way (it fails with operation_aborted) without
+    // closing: what is queued can still be sent.
+    void cancel();
+
+    // After a reply that closes while the peer may still be sending:
+    // sends what is queued, stops sending, and reads and drops input for
+    // up to `limit`, so that unread input does not make the kernel reset
+    // the connection before the peer has read the reply.
+    asio::awaitable<void> drain(duration limit);
+
     // Flushes what is queued, says goodbye to TLS within `limit`, closes.
     asio::awaitable<void> shutdown(duration limit);
     void close();
