@@ -37,9 +37,9 @@ const Config& prepared(const Config& c) {
 
 Node::Node(Config config)
     : config_(std::move(config)), tls_(make_tls(config_)),
-      spool_(io_, prepared(config_).spool_dir),
-      executor_(io_, config_.work_dir), outbox_(spool_, config_.outbox_dir),
-      scheduler_(config_, jobs_, spool_, executor_, outbox_),
+      spool_(io_, prepared(config_).spool_dir, config_.outbox_dir),
+      executor_(io_, config_.work_dir),
+      scheduler_(config_, jobs_, spool_, executor_),
       session_context_{config_, jobs_, spool_, scheduler_},
       server_(io_, session_context_, tls_ ? &*tls_ : nullptr),
       signals_(io_, SIGINT, SIGTERM), shutdown_deadline_(io_) {}
@@ -66,8 +66,6 @@ void Node::recover() {
         Job& stored = jobs_.insert(std::move(job));
         scheduler_.enqueue(stored);
     }
-    for (const auto& id : found.mails)
-        outbox_.deliver(id);
 }
 
 int Node::run() {

@@ -5,7 +5,6 @@
 #include "node/config.hpp"
 #include "node/executor.hpp"
 #include "node/job_table.hpp"
-#include "node/outbox.hpp"
 #include "node/scheduler.hpp"
 #include "node/server.hpp"
 #include "node/session.hpp"
@@ -38,7 +37,6 @@ private:
     Spool spool_;
     Executor executor_;
     JobTable jobs_;
-    Outbox outbox_;
     Scheduler scheduler_;
     SessionContext session_context_;
     Server server_;

@@ -12,9 +12,8 @@ using cloudproto::JobState;
 namespace log = cloudproto::log;
 
 Scheduler::Scheduler(const Config& config, JobTable& jobs, Spool& spool,
-                     Executor& executor, Outbox& outbox)
-    : config_(config), jobs_(jobs), spool_(spool), executor_(executor),
-      outbox_(outbox) {}
+                     Executor& executor)
+    : config_(config), jobs_(jobs), spool_(spool), executor_(executor) {}
 
 void Scheduler::enqueue(Job& job) {
     queue_.push_back(job.id());
@@ -140,7 +139,8 @@ void Scheduler::finish(const std::string& id, ExecutionResult r) {
             job->script.shrink_to_fit();
             job->descriptor_text.clear();
             jobs_.set_state(*job, report.state);
-            outbox_.deliver(id);
+            log::info(id, "mail", "delivered", "result=ok outbox={}",
+                      log::value(spool_.mail_path(id).string()));
         });
 }
 

@@ -6,7 +6,6 @@
 #include "node/config.hpp"
 #include "node/executor.hpp"
 #include "node/job_table.hpp"
-#include "node/outbox.hpp"
 #include "node/spool.hpp"
 
 #include <deque>
@@ -18,7 +17,7 @@ namespace cloudnode {
 class Scheduler {
 public:
     Scheduler(const Config& config, JobTable& jobs, Spool& spool,
-              Executor& executor, Outbox& outbox);
+              Executor& executor);
 
     // `job` is durable: it runs as soon as a slot is free.
     void enqueue(Job& job);
@@ -40,7 +39,6 @@ private:
     JobTable& jobs_;
     Spool& spool_;
     Executor& executor_;
-    Outbox& outbox_;
     std::deque<std::string> queue_;
     std::size_t running_ = 0;
     bool stopping_ = false;

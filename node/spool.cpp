@@ -154,14 +154,15 @@ std::string batch_name(std::uint64_t seq) {
 
 } // namespace
 
-Spool::Spool(asio::io_context& io, fs::path dir)
-    : dir_(std::move(dir)), worker_(io) {
-    for (auto sub : {"batches", "results", "mail"})
+Spool::Spool(asio::io_context& io, fs::path dir, fs::path mail_dir)
+    : dir_(std::move(dir)), mail_dir_(std::move(mail_dir)), worker_(io) {
+    for (auto sub : {"batches", "results"})
         fs::create_directories(dir_ / sub);
+    fs::create_directories(mail_dir_);
 }
 
 fs::path Spool::mail_path(const std::string& id) const {
-    return dir_ / "mail" / (id + ".eml");
+    return mail_dir_ / (id + ".eml");
 }
 
 Spool::Recovered Spool::recover(std::chrono::hours retention) {
@@ -176,8 +177,8 @@ Spool::Recovered Spool::recover(std::chrono::hours retention) {
 
     // Temporary files are writes that never completed: nothing was
     // promised for them.
-    for (auto sub : {"batches", "results", "mail"}) {
-        for (auto& e : fs::directory_iterator(dir_ / sub)) {
+    for (const auto& folder : {dir_ / "batches", dir_ / "results", mail_dir_}) {
+        for (auto& e : fs::directory_iterator(folder)) {
             if (e.path().extension() == platform::temporary_suffix)
                 fs::remove(e.path());
         }
@@ -232,11 +233,6 @@ Spool::Recovered Spool::recover(std::chrono::hours retention) {
         } catch (const std::exception& ex) {
             set_aside(path, ex.what());
         }
-    }
-
-    for (auto& e : fs::directory_iterator(dir_ / "mail")) {
-        if (e.path().extension() == ".eml")
-            r.mails.push_back(e.path().stem().string());
     }
     return r;
 }

@@ -4,7 +4,10 @@
 //   batches/<seq>.batch  jobs accepted together, written with one flush;
 //                        removed once every job in it has a result
 //   results/<id>.result  a finished job's report and captured output
-//   mail/<id>.eml        a result mail not yet delivered
+//
+// and the result mail, <id>.eml, in the mail folder it is given: the
+// outbox when no mail server is configured (writing it there delivers
+// it), or a queue that a mailer drains.
 //
 // Jobs (and results) that arrive while a flush is under way wait for the
 // next one and share it: one flush for many hand-ins under load.
@@ -30,21 +33,23 @@ public:
     // Empty: stored; otherwise why not, for the reply and the log.
     using Done = std::function<void(const std::string& error)>;
 
-    Spool(asio::io_context& io, std::filesystem::path dir);
+    Spool(asio::io_context& io, std::filesystem::path dir,
+          std::filesystem::path mail_dir);
 
-    // What start-up finds: jobs to run again, finished jobs to remember,
-    // mails to deliver. Call once, before anything else.
+    // What start-up finds: jobs to run again, finished jobs to remember.
+    // Call once, before anything else.
     struct Recovered {
         std::vector<Job> unfinished; // in the order they were accepted
         std::vector<Job> finished;   // report and digest only
-        std::vector<std::string> mails; // job ids
         std::vector<std::string> problems; // files set aside, for the log
     };
     Recovered recover(std::chrono::hours result_retention);
 
     void store_job(const Job& job, Done done);
 
-    // Stores the result and its mail; afterwards the job needs no batch.
+    // Stores the result and puts its mail in the mail folder, with one
+    // flush for all results that arrive together; afterwards the job
+    // needs no batch.
     void store_result(const Job& job, std::string out, std::string err,
                       std::string mail, Done done);
 
@@ -53,7 +58,6 @@ public:
     void load_output(const std::string& id, Loaded loaded);
 
     std::filesystem::path mail_path(const std::string& id) const;
-    DiskWorker& worker() { return worker_; }
 
 private:
     struct PendingJob {
@@ -73,6 +77,7 @@ private:
     void release(const std::string& id);
 
     std::filesystem::path dir_;
+    std::filesystem::path mail_dir_;
     DiskWorker worker_;
 
     std::vector<PendingJob> pending_jobs_;
