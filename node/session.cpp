@@ -512,6 +512,8 @@ asio::awaitable<void> Session::proceed_wait(const Command& cmd) {
         auto flushed = co_await connection_->flush();
         if (flushed)
             break;
+        if (!changes.empty())
+            continue; // changed while the lines were being sent
         std::error_code ec;
         co_await wake_->async_wait(
             asio::redirect_error(asio::use_awaitable, ec));

@@ -60,6 +60,12 @@ public:
     Submitter(asio::io_context& io, const Options& o, asio::ssl::context* tls)
         : io_(io), options_(o), tls_(tls) {}
 
+    // Ends the session, whatever state it was left in.
+    void close() {
+        if (session_)
+            session_->close();
+    }
+
     asio::awaitable<int> run() {
         switch (options_.action) {
         case Action::submit:
@@ -283,6 +289,7 @@ int main(int argc, char** argv) {
         int status = exit_tool_error;
         asio::co_spawn(io, submitter.run(),
                        [&](std::exception_ptr e, int s) {
+                           submitter.close();
                            if (e)
                                std::rethrow_exception(e);
                            status = s;

@@ -47,6 +47,13 @@ ClientSession::ClientSession(asio::any_io_executor executor,
                              asio::ssl::context* tls, duration timeout)
     : executor_(std::move(executor)), tls_(tls), timeout_(timeout) {}
 
+ClientSession::~ClientSession() { close(); }
+
+void ClientSession::close() {
+    if (connection_)
+        connection_->close();
+}
+
 std::nullopt_t ClientSession::fail(std::string what) {
     error_ = std::move(what);
     if (connection_)

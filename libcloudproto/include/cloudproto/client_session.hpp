@@ -48,6 +48,13 @@ public:
     // `tls` null: the plaintext listener.
     ClientSession(asio::any_io_executor executor, asio::ssl::context* tls,
                   duration timeout);
+    ~ClientSession();
+    ClientSession(const ClientSession&) = delete;
+    ClientSession& operator=(const ClientSession&) = delete;
+
+    // Drops the connection at once. Until then it keeps the event loop
+    // running (its timeout watchdog does).
+    void close();
 
     // Resolves, connects, shakes hands and reads the greeting.
     asio::awaitable<std::optional<Reply>> connect(const std::string& host,
