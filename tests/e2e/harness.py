@@ -669,3 +669,23 @@ class NodeTestCase(unittest.TestCase):
                         "the node died:\n" + node.log_tail())
         self.assertEqual(node.crash_lines(), [],
                          "the node logged a crash")
+
+
+class OneNodeTestCase(NodeTestCase):
+    """One node for the whole class, started with the class's `limits`,
+    checked after every test, closed at the end."""
+
+    limits = {}
+    node = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.node = Node(limits=dict(cls.limits)).start()
+        cls.nodes = (cls.node,)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.node.close()
+
+    def tearDown(self):
+        self.assert_node_healthy(self.node)

@@ -27,22 +27,10 @@ class ProtocolTests:
     """The tests; a subclass says whether they speak TLS."""
 
     tls = None
-    node = None
-
-    @classmethod
-    def setUpClass(cls):
-        cls.node = harness.Node(limits={
-            "max_job_bytes": MAX_JOB_BYTES,
-            "idle_timeout_seconds": IDLE_TIMEOUT_SECONDS,
-        }).start()
-        cls.nodes = (cls.node,)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.node.close()
-
-    def tearDown(self):
-        self.assert_node_healthy(self.node)
+    limits = {
+        "max_job_bytes": MAX_JOB_BYTES,
+        "idle_timeout_seconds": IDLE_TIMEOUT_SECONDS,
+    }
 
     def connect(self, **kw):
         return self.node.client(self.tls, **kw)
@@ -265,7 +253,7 @@ class ProtocolTests:
         self.assertEqual(results, expected)
 
 
-class TlsProtocolTest(ProtocolTests, harness.NodeTestCase):
+class TlsProtocolTest(ProtocolTests, harness.OneNodeTestCase):
     tls = True
 
     def test_plaintext_client_on_tls_port(self):
@@ -299,7 +287,7 @@ class TlsProtocolTest(ProtocolTests, harness.NodeTestCase):
             sock.close()
 
 
-class PlainProtocolTest(ProtocolTests, harness.NodeTestCase):
+class PlainProtocolTest(ProtocolTests, harness.OneNodeTestCase):
     tls = False
 
     def test_tls_client_on_plain_port(self):

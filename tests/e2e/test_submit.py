@@ -56,22 +56,12 @@ esac
 """
 
 
-class SubmitTest(harness.NodeTestCase):
+class SubmitTest(harness.OneNodeTestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        cls.node = harness.Node(limits={
-            "max_output_bytes": MAX_OUTPUT_BYTES,
-            "max_job_bytes": MAX_JOB_BYTES,
-        }).start()
-        cls.nodes = (cls.node,)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.node.close()
-
-    def tearDown(self):
-        self.assert_node_healthy(self.node)
+    limits = {
+        "max_output_bytes": MAX_OUTPUT_BYTES,
+        "max_job_bytes": MAX_JOB_BYTES,
+    }
 
     # helpers
 

@@ -20,19 +20,9 @@ SESSIONS = sorted(glob.glob(os.path.join(
 RUN_TIMEOUT_SECONDS = 300  # all scripts of one transport
 
 
-class VectorTest(harness.NodeTestCase):
+class VectorTest(harness.OneNodeTestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        cls.node = harness.Node(limits={"max_job_bytes": 65536}).start()
-        cls.nodes = (cls.node,)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.node.close()
-
-    def tearDown(self):
-        self.assert_node_healthy(self.node)
+    limits = {"max_job_bytes": 65536}
 
     def replay(self, tls):
         self.assertTrue(SESSIONS, "no session scripts found")
