@@ -8,6 +8,7 @@
 #include <random>
 
 namespace fs = std::filesystem;
+using namespace std::string_literals;
 using namespace cloudnode;
 using cloudproto::Clock;
 using cloudproto::JobState;
@@ -31,8 +32,7 @@ Job make_job(int n) {
     job.report.accepted = Clock::time_point{std::chrono::milliseconds{n}};
     job.descriptor_text = "runtime = \"bash\"\nreply_to = \"a@b.c\"\n";
     // Binary-safe: NUL, CR, a line with only a dot, no final newline.
-    job.script = std::string("echo ") + std::to_string(n) +
-                 std::string("\r\n.\n\0tail", 11);
+    job.script = "echo " + std::to_string(n) + "\r\n.\n\0tail"s;
     job.digest = payload_digest(job.descriptor_text, job.script);
     return job;
 }
