@@ -55,16 +55,25 @@ std::filesystem::path temporary_path(const std::filesystem::path& p) {
 } // namespace
 
 void write_files_durably(std::span<const FileWrite> files) {
-    // Write and flush each file under its temporary name.
-    for (const auto& f : files) {
-        auto tmp = temporary_path(f.path);
-        Fd fd{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-                     0600)};
-        if (fd.fd < 0)
-            throw_errno("cannot create", tmp);
-        write_all(fd.fd, f.bytes, tmp);
-        if (::fdatasync(fd.fd) != 0)
-            throw_errno("cannot flush", tmp);
+    // Write and flush each file under its temporary name; on failure
+    // remove what was written, so that a full disk is not made fuller.
+    std::size_t created = 0;
+    try {
+        for (const auto& f : files) {
+            auto tmp = temporary_path(f.path);
+            Fd fd{::open(tmp.c_str(),
+                         O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)};
+            if (fd.fd < 0)
+                throw_errno("cannot create", tmp);
+            ++created;
+            write_all(fd.fd, f.bytes, tmp);
+            if (::fdatasync(fd.fd) != 0)
+                throw_errno("cannot flush", tmp);
+        }
+    } catch (const std::system_error&) {
+        for (std::size_t i = 0; i < created; ++i)
+            ::unlink(temporary_path(files[i].path).c_str());
+        throw;
     }
 
     // Rename into place; flush each folder once.
