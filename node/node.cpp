@@ -39,7 +39,7 @@ Node::Node(Config config)
     : config_(std::move(config)), tls_(make_tls(config_)),
       spool_(io_, prepared(config_).spool_dir, config_.outbox_dir),
       executor_(io_, config_.work_dir),
-      scheduler_(config_, jobs_, spool_, executor_),
+      scheduler_(io_, config_, jobs_, spool_, executor_),
       session_context_{config_, jobs_, spool_, scheduler_},
       server_(io_, session_context_, tls_ ? &*tls_ : nullptr),
       signals_(io_, SIGINT, SIGTERM), shutdown_deadline_(io_) {}

@@ -4,6 +4,7 @@
 
 #include "cloudproto/log.hpp"
 
+#include <algorithm>
 #include <utility>
 
 namespace cloudnode {
@@ -11,9 +12,10 @@ namespace cloudnode {
 using cloudproto::JobState;
 namespace log = cloudproto::log;
 
-Scheduler::Scheduler(const Config& config, JobTable& jobs, Spool& spool,
-                     Executor& executor)
-    : config_(config), jobs_(jobs), spool_(spool), executor_(executor) {}
+Scheduler::Scheduler(asio::io_context& io, const Config& config,
+                     JobTable& jobs, Spool& spool, Executor& executor)
+    : io_(io), config_(config), jobs_(jobs), spool_(spool),
+      executor_(executor) {}
 
 void Scheduler::enqueue(Job& job) {
     queue_.push_back(job.id());
@@ -22,6 +24,8 @@ void Scheduler::enqueue(Job& job) {
 
 void Scheduler::stop(std::function<void()> drained) {
     stopping_ = true;
+    for (auto& timer : retries_)
+        timer->cancel();
     drained_ = std::move(drained);
     if (running_ == 0 && drained_)
         std::exchange(drained_, nullptr)();
@@ -89,12 +93,12 @@ void Scheduler::finish(const std::string& id, ExecutionResult r) {
     cloudproto::JobReport report = job->report;
     report.started = r.started;
     report.finished = r.finished;
-    report.duration = r.duration;
     if (r.kind == ExecutionResult::Kind::failed_to_start) {
         report.state = JobState::failed;
         report.error = r.error;
     } else {
         report.state = JobState::done;
+        report.duration = r.duration;
         report.outcome = r.outcome;
         if (r.outcome == cloudproto::Outcome::exited)
             report.exit_code = r.exit_code;
@@ -112,8 +116,6 @@ void Scheduler::finish(const std::string& id, ExecutionResult r) {
         {report, job->descriptor, r.out.bytes, r.err.bytes}, mail_settings,
         cloudproto::Clock::now());
 
-    Job stored = *job;
-    stored.report = report;
     log::info(id, "job", "finished",
               "state={} outcome={} exit={} signal={} duration_ms={} "
               "stdout_bytes={} stderr_bytes={}",
@@ -122,26 +124,54 @@ void Scheduler::finish(const std::string& id, ExecutionResult r) {
               report.exit_code.value_or(-1), report.signal.value_or(0),
               r.duration.count(), r.out.total, r.err.total);
 
+    auto result = std::make_shared<FinishedJob>();
+    result->job.report = report; // with the digest, all a result holds
+    result->job.digest = job->digest;
+    result->out = std::move(r.out.bytes);
+    result->err = std::move(r.err.bytes);
+    result->mail = std::move(mail);
+    store(std::move(result));
+}
+
+// Stores the result and its mail; until that succeeds the node still
+// owes them, so a failure (a full disk, say) is retried with growing
+// delays, and the job shows as running meanwhile.
+void Scheduler::store(std::shared_ptr<FinishedJob> result) {
+    const Job& stored = result->job;
     spool_.store_result(
-        stored, std::move(r.out.bytes), std::move(r.err.bytes),
-        std::move(mail), [this, id, report](const std::string& error) {
+        stored, result->out, result->err, result->mail,
+        [this, result](const std::string& error) {
+            const std::string& id = result->job.id();
             Job* job = jobs_.find(id);
             if (!job)
                 return;
             if (!error.empty()) {
-                // Still in its batch: a restart runs it again.
                 log::error(id, "job", "result-stored",
-                           "result=tempfail error={}", log::value(error));
+                           "result=tempfail error={} retry_s={}",
+                           log::value(error), result->retry_delay.count());
+                retry(result);
                 return;
             }
-            job->report = report;
+            job->report = result->job.report;
             job->script.clear();
             job->script.shrink_to_fit();
             job->descriptor_text.clear();
-            jobs_.set_state(*job, report.state);
+            jobs_.set_state(*job, job->report.state);
             log::info(id, "mail", "delivered", "result=ok outbox={}",
                       log::value(spool_.mail_path(id).string()));
         });
+}
+
+void Scheduler::retry(std::shared_ptr<FinishedJob> result) {
+    auto timer = std::make_shared<asio::steady_timer>(io_);
+    timer->expires_after(result->retry_delay);
+    result->retry_delay = std::min(2 * result->retry_delay, max_retry_delay);
+    retries_.push_back(timer);
+    timer->async_wait([this, result, timer](std::error_code ec) {
+        std::erase(retries_, timer);
+        if (!ec && !stopping_)
+            store(result);
+    });
 }
 
 } // namespace cloudnode

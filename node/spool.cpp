@@ -273,11 +273,11 @@ void Spool::flush_jobs() {
         });
 }
 
-void Spool::store_result(const Job& job, std::string out, std::string err,
-                         std::string mail, Done done) {
-    pending_results_.push_back(
-        {job.id(), result_record(job, out, err), std::move(mail),
-         std::move(done)});
+void Spool::store_result(const Job& job, std::string_view out,
+                         std::string_view err, std::string_view mail,
+                         Done done) {
+    pending_results_.push_back({job.id(), result_record(job, out, err),
+                                std::string(mail), std::move(done)});
     if (!results_in_flight_)
         flush_results();
 }

@@ -50,8 +50,8 @@ public:
     // Stores the result and puts its mail in the mail folder, with one
     // flush for all results that arrive together; afterwards the job
     // needs no batch.
-    void store_result(const Job& job, std::string out, std::string err,
-                      std::string mail, Done done);
+    void store_result(const Job& job, std::string_view out,
+                      std::string_view err, std::string_view mail, Done done);
 
     using Loaded = std::function<void(const std::string& error,
                                       std::string out, std::string err)>;

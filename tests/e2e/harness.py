@@ -306,6 +306,8 @@ class Node:
             return f.read().decode("utf-8", "replace")
 
     def log_tail(self, lines=40):
+        if not os.path.exists(self.log_path):
+            return "(no log: the node's folder is already removed)"
         return "\n".join(self.log_text().splitlines()[-lines:])
 
     def crash_lines(self):

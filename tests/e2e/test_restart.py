@@ -191,6 +191,28 @@ class RestartTest(harness.NodeTestCase):
         self.assertEqual(lines_in(counter), 1, "the job ran again")
         self.assert_node_healthy(self.node)
 
+    def test_a_result_that_cannot_be_stored_is_retried_not_lost(self):
+        # The outbox becomes a file: neither the mail nor so the result
+        # can be written. The job must stay owed, not be dropped.
+        outbox = self.node.outbox_dir
+        os.rename(outbox, outbox + ".away")
+        with open(outbox, "w") as f:
+            f.write("not a folder\n")
+        counter, desc = self.counting_job("stuck", 0)
+        job_id = self.hand_in(COUNTING_SCRIPT, desc)
+        deadline = time.monotonic() + 10
+        while "result-stored result=tempfail" not in self.node.log_text():
+            if time.monotonic() > deadline:
+                self.fail("no failed result store in the log")
+            time.sleep(0.05)
+        self.assertEqual(self.state_of(job_id), "running")
+
+        # The folder comes back: a retry stores it, the job ran once.
+        os.remove(outbox)
+        os.rename(outbox + ".away", outbox)
+        self.wait_for_state(job_id, "done", timeout=15)
+        self.node.mail(job_id)
+        self.assertEqual(lines_in(counter), 1)
 
 if __name__ == "__main__":
     unittest.main()
