@@ -66,6 +66,20 @@ asio::awaitable<void> until_called(Start start) {
     }
 }
 
+// param-key "=" param-value, as the spec's ABNF has it.
+bool is_submit_param(std::string_view param) {
+    auto eq = param.find('=');
+    if (eq == 0 || eq == std::string_view::npos || eq + 1 == param.size())
+        return false;
+    for (char c : param.substr(0, eq)) {
+        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                  (c >= '0' && c <= '9') || c == '-';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
 std::vector<std::string> report_lines(const cloudproto::JobReport& report) {
     std::vector<std::string> lines;
     for (const auto& f : report.to_fields())
@@ -124,11 +138,10 @@ void Session::reply_and_close(int c, std::string_view text,
     enter_state(State::closing);
 }
 
-// Node shutdown: the session says so and ends at its next step.
+// Node shutdown: the session ends what it is doing (a WAIT gets its
+// final line), says 421 and closes.
 void Session::stop() {
     stopped_ = true;
-    if (state_ != State::handshake && state_ != State::closing)
-        reply(code::unavailable, ctx_.config.name + " shutting down");
     if (wake_)
         wake_->cancel();
     connection_->cancel();
@@ -160,10 +173,15 @@ asio::awaitable<void> Session::run(bool refuse) {
 
     // One command after another until someone ends it.
     while (state_ != State::closing) {
+        if (stopped_) {
+            reply_and_close(code::unavailable, cfg.name + " shutting down",
+                            "shutdown");
+            break;
+        }
         connection_->arm(cfg.idle_timeout);
         auto line = co_await connection_->read_line();
         if (stopped_)
-            co_return co_await close("shutdown");
+            continue;
         if (line.ec == asio::error::timed_out) {
             reply_and_close(code::unavailable, cfg.name + " idle timeout",
                             "idle");
@@ -187,8 +205,6 @@ asio::awaitable<void> Session::run(bool refuse) {
 
 // Returns what is wrong with a command line's octets, if anything.
 std::optional<std::string> Session::check_line(std::string_view line) const {
-    if (line.empty())
-        return "empty command line";
     for (std::size_t i = 0; i < line.size(); ++i) {
         auto c = static_cast<unsigned char>(line[i]);
         if (c < 0x20 || c > 0x7e)
@@ -208,6 +224,10 @@ asio::awaitable<void> Session::dispatch(const std::string& line) {
     }
 
     auto words = cloudproto::split_words(line);
+    if (words.empty()) {
+        reply(code::syntax_error, "empty line");
+        co_return;
+    }
     Command cmd{upper(words.empty() ? std::string() : words[0]),
                 {words.begin() + (words.empty() ? 0 : 1), words.end()}};
     auto verb = std::find_if(std::begin(verbs), std::end(verbs),
@@ -320,9 +340,9 @@ asio::awaitable<void> Session::proceed_submit(const Command& cmd) {
         co_return;
     }
     for (std::size_t i = 3; i < cmd.args.size(); ++i) {
-        auto eq = cmd.args[i].find('=');
-        if (eq == std::string::npos || eq == 0) {
-            reply(code::parameter_error, "parameters are KEY=VALUE");
+        if (!is_submit_param(cmd.args[i])) {
+            reply(code::parameter_error,
+                  "parameters are KEY=VALUE, KEY of letters, digits, '-'");
             co_return;
         }
     }
@@ -523,6 +543,8 @@ asio::awaitable<void> Session::proceed_wait(const Command& cmd) {
             finished = true;
         }
     }
+    if (stopped_ && !finished)
+        reply(code::ok, line(last.value_or(JobState::queued)));
     ctx_.jobs.unwatch(token);
     wake_.reset();
 }

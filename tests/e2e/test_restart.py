@@ -214,5 +214,23 @@ class RestartTest(harness.NodeTestCase):
         self.node.mail(job_id)
         self.assertEqual(lines_in(counter), 1)
 
+    def test_shutdown_ends_an_open_wait_before_its_421(self):
+        # Spec 7.5: a multi-line reply under way gets its final line,
+        # then the 421.
+        counter, desc = self.counting_job("long", 30)
+        job_id = self.hand_in(COUNTING_SCRIPT, desc)
+        self.wait_for_state(job_id, "running")
+        with self.node.plain_client() as c:
+            c.hello()
+            c.line("WAIT %s 60" % job_id)
+            time.sleep(0.3)  # the first STATE line is on its way
+            self.node.stop()
+            wait = c.reply()
+            self.assertEqual(wait.code, 250, wait)
+            self.assertEqual(wait.lines[-1], "STATE running")
+            bye = c.reply()
+            self.assertEqual(bye.code, 421, bye)
+            self.assertIn("shutting down", bye.text)
+
 if __name__ == "__main__":
     unittest.main()
