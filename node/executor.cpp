@@ -298,7 +298,15 @@ void Executor::Impl::start(const std::shared_ptr<Job>& job) {
 }
 
 Executor::Executor(asio::io_context& io, std::filesystem::path work_root)
-    : impl_(std::make_unique<Impl>(Impl{io, std::move(work_root), 1, {}})) {}
+    : impl_(std::make_unique<Impl>(Impl{io, std::move(work_root), 1, {}})) {
+    // Folders of jobs that were running when the node last stopped: those
+    // jobs run again, in new folders.
+    std::error_code ec;
+    for (auto& entry : fs::directory_iterator(impl_->work_root, ec)) {
+        if (entry.path().filename().string().starts_with("job-"))
+            remove_working_folder(entry.path());
+    }
+}
 
 Executor::~Executor() {
     // Jobs still running are killed; they clean up after themselves

@@ -53,7 +53,8 @@ class Executor {
 public:
     using Done = std::function<void(ExecutionResult)>;
 
-    // Working folders are made under `work_root`, one per job.
+    // Working folders are made under `work_root`, one per job; those a
+    // previous run left behind are removed.
     Executor(asio::io_context& io, std::filesystem::path work_root);
     ~Executor();
     Executor(const Executor&) = delete;

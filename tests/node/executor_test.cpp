@@ -479,3 +479,16 @@ TEST_CASE("an Executor destroyed mid-job still kills and cleans up") {
     CHECK(processes_with(job_env_entry(request.job_id)).empty());
     CHECK(fs::is_empty(root.path));
 }
+
+TEST_CASE("folders left by a node that was killed are removed at start") {
+    TempFolder root;
+    fs::create_directories(root.path / "job-left-behind-abc123" / "deep");
+    std::ofstream(root.path / "job-left-behind-abc123" / "deep" / "file")
+        << "x";
+    fs::create_directories(root.path / "not-a-job-folder");
+
+    asio::io_context io;
+    Executor executor(io, root.path);
+    CHECK_FALSE(fs::exists(root.path / "job-left-behind-abc123"));
+    CHECK(fs::exists(root.path / "not-a-job-folder"));
+}
