@@ -2,28 +2,49 @@
 
 #include "cloudproto/descriptor.hpp"
 #include "cloudproto/log.hpp"
+#include "cloudproto/tls.hpp"
 #include "cloudproto/protocol.hpp"
 
 #include <asio/ip/address.hpp>
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <fstream>
+#include <initializer_list>
 #include <sstream>
 
 namespace cloudnode {
 
 namespace {
 
-// Reads one table of the file, and names keys in errors as "table.key".
+// Reads one table of the file, and names keys in errors as "table.key"
+// (with `prefix` in front for a table below the root).
 class Reader {
 public:
-    Reader(const toml::table& root, const std::filesystem::path& file)
-        : root_(root), file_(file) {}
+    Reader(const toml::table& root, const std::filesystem::path& file,
+           std::string prefix = {})
+        : root_(root), file_(file), prefix_(std::move(prefix)) {}
 
     [[noreturn]] void fail(std::string_view key, std::string_view what) const {
-        throw ConfigError(
-            fmt::format("{}: {}: {}", file_.string(), key, what));
+        throw ConfigError(fmt::format("{}: {}{}: {}", file_.string(), prefix_,
+                                      key, what));
+    }
+
+    // A typo in a key would otherwise be ignored in silence.
+    void only(std::string_view table,
+              std::initializer_list<std::string_view> known) const {
+        const toml::table* t =
+            table.empty() ? &root_ : root_.at_path(table).as_table();
+        if (!t)
+            return;
+        for (auto& [key, value] : *t) {
+            if (std::find(known.begin(), known.end(), key.str()) ==
+                known.end())
+                fail(table.empty() ? std::string(key.str())
+                                   : fmt::format("{}.{}", table, key.str()),
+                     "is not a known key");
+        }
     }
 
     const toml::node* find(std::string_view key) const {
@@ -114,6 +135,7 @@ public:
 private:
     const toml::table& root_;
     const std::filesystem::path& file_;
+    std::string prefix_;
 };
 
 std::vector<Runtime> default_runtimes() {
@@ -123,7 +145,19 @@ std::vector<Runtime> default_runtimes() {
     };
 }
 
+// The script's file name ends with it: job.<extension>.
+bool is_extension(std::string_view ext) {
+    if (ext.empty() || ext.size() > 16)
+        return false;
+    for (char c : ext) {
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')))
+            return false;
+    }
+    return true;
+}
+
 std::vector<Runtime> read_runtimes(const toml::table& root,
+                                   const std::filesystem::path& file,
                                    const Reader& r) {
     auto* table = root["runtimes"].as_table();
     if (!root["runtimes"])
@@ -133,24 +167,35 @@ std::vector<Runtime> read_runtimes(const toml::table& root,
 
     std::vector<Runtime> out;
     for (auto& [name, value] : *table) {
-        std::string key = fmt::format("runtimes.{}", name.str());
+        // A name may hold '.': quoted as TOML quotes it.
+        std::string key = name.str().find('.') == std::string_view::npos
+                              ? fmt::format("runtimes.{}", name.str())
+                              : fmt::format("runtimes.\"{}\"", name.str());
         if (!cloudproto::is_valid_runtime_name(name.str()))
             r.fail(key, "is not a valid runtime name (lower-case letters, "
                         "digits, '.', '_', '+', '-')");
+        auto* sub = value.as_table();
+        if (!sub)
+            r.fail(key, "must be a table with extension and command");
+        Reader rr(*sub, file, key + ".");
+        rr.only("", {"extension", "command"});
+
         Runtime rt;
         rt.name = name.str();
-        rt.extension = r.string(key + ".extension", {}, true);
-        rt.command = r.strings(key + ".command");
+        rt.extension = rr.string("extension", {}, true);
+        if (!is_extension(rt.extension))
+            rr.fail("extension", "must be 1 to 16 lower-case letters or "
+                                 "digits, without the dot");
+        rt.command = rr.strings("command");
         if (rt.command.empty())
-            r.fail(key + ".command", "must list the program and its "
-                                     "arguments");
+            rr.fail("command", "must list the program and its arguments");
         if (std::filesystem::path(rt.command[0]).is_relative())
-            r.fail(key + ".command", "must start with an absolute path");
+            rr.fail("command", "must start with an absolute path");
         bool has_script = false;
         for (const auto& word : rt.command)
             has_script |= word == "{script}";
         if (!has_script)
-            r.fail(key + ".command", "must contain \"{script}\"");
+            rr.fail("command", "must contain \"{script}\"");
         out.push_back(std::move(rt));
     }
     return out;
@@ -251,8 +296,35 @@ Config parse_config(std::string_view text, const std::filesystem::path& file) {
     c.mail_inline_limit_bytes =
         r.integer("mail.inline_limit_bytes", 16 * 1024, 0, 1024 * 1024);
 
-    c.runtimes = read_runtimes(root, r);
+    c.runtimes = read_runtimes(root, file, r);
+
+    r.only("", {"node", "listen", "tls", "limits", "mail", "runtimes"});
+    r.only("node", {"name", "spool_dir", "work_dir", "log_level"});
+    r.only("listen", {"tls", "plain"});
+    r.only("tls", {"certificate", "private_key"});
+    r.only("limits",
+           {"slots", "max_job_bytes", "max_output_bytes", "max_queued_jobs",
+            "max_connections", "max_timeout_seconds",
+            "default_timeout_seconds", "idle_timeout_seconds",
+            "handshake_timeout_seconds", "result_retention_hours"});
+    r.only("mail", {"from", "outbox_dir", "inline_limit_bytes"});
     return c;
+}
+
+void check_tls_files(const Config& c) {
+    if (c.listen_tls.empty())
+        return;
+    try {
+        cloudproto::tls::make_server_context(c.certificate, c.private_key);
+    } catch (const std::runtime_error& e) {
+        // The message names the file; the key follows from which it is.
+        std::string what = e.what();
+        bool key_at_fault = what.find(c.private_key.string()) <
+                            what.find(c.certificate.string());
+        throw ConfigError(fmt::format(
+            "{}: {}: {}", c.file.string(),
+            key_at_fault ? "tls.private_key" : "tls.certificate", what));
+    }
 }
 
 Config load_config(const std::filesystem::path& file) {

@@ -66,6 +66,10 @@ struct ConfigError : std::runtime_error {
 // file's folder. Throws ConfigError.
 Config load_config(const std::filesystem::path& file);
 
+// Loads the certificate and key the configuration names, so that a bad
+// one is reported against its key. Throws ConfigError.
+void check_tls_files(const Config& config);
+
 // The same, from text (tests); `file` names it in messages.
 Config parse_config(std::string_view text, const std::filesystem::path& file);
 

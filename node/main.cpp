@@ -59,6 +59,7 @@ int main(int argc, char** argv) {
 
     try {
         auto config = cloudnode::load_config(config_file);
+        cloudnode::check_tls_files(config);
         if (check_only) {
             fmt::print("{}: configuration is valid\n", config.file.string());
             return 0;

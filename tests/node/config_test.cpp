@@ -88,6 +88,14 @@ TEST_CASE("a bad configuration names the file, the key and the fault") {
         {minimal + "[runtimes.perl]\ncommand = [\"/usr/bin/perl\", "
                    "\"{script}\"]\n",
          "runtimes.perl.extension: is required"},
+        {minimal + "[runtimes.perl]\nextension = \"../x\"\n"
+                   "command = [\"/usr/bin/perl\", \"{script}\"]\n",
+         "runtimes.perl.extension: must be 1 to 16 lower-case"},
+        {minimal + "[runtimes.perl]\nextension = \"pl\"\nflavour = 1\n"
+                   "command = [\"/usr/bin/perl\", \"{script}\"]\n",
+         "runtimes.perl.flavour: is not a known key"},
+        {minimal + "[limits]\nslotz = 3\n", "limits.slotz: is not a known key"},
+        {minimal + "[mailer]\n", "mailer: is not a known key"},
     };
     for (const auto& row : rows) {
         CAPTURE(row.text);
@@ -95,6 +103,20 @@ TEST_CASE("a bad configuration names the file, the key and the fault") {
         CHECK(error.find("/etc/cloud/node.toml") == 0);
         CHECK_MESSAGE(error.find(row.says) != std::string::npos, error);
     }
+}
+
+TEST_CASE("a runtime name may hold a dot") {
+    auto c = parse_config(minimal + R"([runtimes."python3.11"]
+extension = "py"
+command = ["/usr/bin/python3.11", "{script}"]
+)",
+                          "/etc/cloud/node.toml");
+    REQUIRE(c.find_runtime("python3.11"));
+    CHECK(c.find_runtime("python3.11")->extension == "py");
+    CHECK(error_of(minimal + R"([runtimes."python3.11"]
+command = ["/usr/bin/python3.11", "{script}"]
+)").find("runtimes.\"python3.11\".extension: is required") !=
+          std::string::npos);
 }
 
 TEST_CASE("a log level that does not exist is refused") {
