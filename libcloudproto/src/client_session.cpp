@@ -8,9 +8,35 @@
 #include <asio/use_awaitable.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 
 namespace cloudproto {
 
+namespace {
+
+// A RESULT payload is read this much at a time, so that what the tool
+// holds grows with what arrives, not with what was announced.
+constexpr std::uint64_t result_chunk_bytes = 64 * 1024;
+
+// Which failures of a connection may pass on a new one. Before the node
+// has replied, only the network's own: refused, reset, unreachable,
+// timed out. Anything else then (a TLS alert, a certificate that does
+// not verify, a node that hangs up at once) would happen again. Once the
+// node has replied, a connection that ends or stalls was lost.
+bool is_transient(std::error_code ec, bool node_replied) {
+    static const std::error_code network_failures[] = {
+        asio::error::connection_refused,  asio::error::connection_reset,
+        asio::error::connection_aborted,  asio::error::timed_out,
+        asio::error::network_unreachable, asio::error::host_unreachable,
+        asio::error::network_down,        asio::error::host_not_found_try_again,
+    };
+    if (node_replied)
+        return ec != asio::error::operation_aborted;
+    return std::find(std::begin(network_failures), std::end(network_failures),
+                     ec) != std::end(network_failures);
+}
+
+} // namespace
 
 Capabilities Capabilities::from_reply(const Reply& hello) {
     Capabilities caps;
@@ -30,6 +56,9 @@ Capabilities Capabilities::from_reply(const Reply& hello) {
             caps.runtimes.assign(words.begin() + 1, words.end());
         else if (words[0] == "MAX-JOB-BYTES" && words.size() > 1)
             caps.max_job_bytes = parse_decimal<std::uint64_t>(words[1]).value_or(0);
+        else if (words[0] == "MAX-OUTPUT-BYTES" && words.size() > 1)
+            caps.max_output_bytes =
+                parse_decimal<std::uint64_t>(words[1]).value_or(0);
     }
     return caps;
 }
@@ -54,10 +83,19 @@ void ClientSession::close() {
         connection_->close();
 }
 
+// A failure that a new connection would meet again.
 std::nullopt_t ClientSession::fail(std::string what) {
     error_ = std::move(what);
+    transient_ = false;
     if (connection_)
         connection_->close();
+    return std::nullopt;
+}
+
+// A failure of the connection itself; `ec` says whether it may pass.
+std::nullopt_t ClientSession::fail(std::string what, std::error_code ec) {
+    fail(std::move(what));
+    transient_ = is_transient(ec, node_replied_);
     return std::nullopt;
 }
 
@@ -66,18 +104,20 @@ ClientSession::connect(const std::string& host, const std::string& port) {
     using tcp = asio::ip::tcp;
     std::error_code ec;
     auto token = asio::redirect_error(asio::use_awaitable, ec);
+    node_replied_ = false;
 
     // Resolve and connect.
     tcp::resolver resolver(executor_);
     auto endpoints = co_await resolver.async_resolve(host, port, token);
     if (ec)
-        co_return fail(fmt::format("cannot resolve {}: {}", host,
-                                   ec.message()));
+        co_return fail(fmt::format("cannot resolve {}: {}", host, ec.message()),
+                       ec);
     tcp::socket socket(executor_);
     co_await asio::async_connect(socket, endpoints, token);
     if (ec)
         co_return fail(fmt::format("cannot connect to {}:{}: {}", host, port,
-                                   ec.message()));
+                                   ec.message()),
+                       ec);
 
     // Commands are small and each waits for its reply: send at once.
     socket.set_option(tcp::no_delay(true), ec);
@@ -92,9 +132,12 @@ ClientSession::connect(const std::string& host, const std::string& port) {
     connection_->arm(timeout_);
     auto hs = co_await connection_->client_handshake(host);
     if (hs)
-        co_return fail(fmt::format("TLS handshake with {}:{} failed: {}",
-                                   host, port, hs.message()));
-    co_return co_await read_reply();
+        co_return fail(fmt::format("TLS handshake with {}:{} failed: {}", host,
+                                   port, hs.message()),
+                       hs);
+    auto greeting = co_await read_reply();
+    node_replied_ = greeting.has_value();
+    co_return greeting;
 }
 
 asio::awaitable<std::optional<Reply>>
@@ -155,18 +198,51 @@ ClientSession::result(const std::string& job_id, JobResult& result) {
     auto report = report_from_reply(*reply);
     if (!out_bytes || !err_bytes || !report)
         co_return fail("the node sent a RESULT reply this tool cannot read");
+
+    // A node keeps at most MAX-OUTPUT-BYTES of each stream: a larger
+    // count is refused before it can cost memory.
+    auto max = capabilities_.max_output_bytes;
+    if (max && (*out_bytes > max || *err_bytes > max))
+        co_return fail(fmt::format(
+            "the node announced a result of {} + {} bytes, more than its "
+            "MAX-OUTPUT-BYTES {} per stream",
+            *out_bytes, *err_bytes, max));
+    auto cap = max_result_payload_bytes;
+    if (!max && (*out_bytes > cap || *err_bytes > cap - *out_bytes))
+        co_return fail(fmt::format(
+            "the node announced a result of {} + {} bytes, more than the "
+            "{} bytes this tool takes from a node that announces no "
+            "MAX-OUTPUT-BYTES",
+            *out_bytes, *err_bytes, cap));
     result.report = std::move(*report);
 
-    std::string payload;
-    connection_->arm(timeout_);
-    auto ec = co_await connection_->read_payload(
-        static_cast<std::size_t>(*out_bytes + *err_bytes), payload);
+    result.out.clear();
+    result.err.clear();
+    auto ec = co_await read_output(*out_bytes, result.out);
+    if (!ec)
+        ec = co_await read_output(*err_bytes, result.err);
     if (ec)
-        co_return fail("connection lost while reading the result: " +
-                       ec.message());
-    result.out = payload.substr(0, *out_bytes);
-    result.err = payload.substr(*out_bytes);
+        co_return fail(
+            "connection lost while reading the result: " + ec.message(), ec);
     co_return reply;
+}
+
+// Appends `n` payload octets to `into`, a bounded chunk at a time; the
+// node has the usual time for each chunk.
+asio::awaitable<std::error_code> ClientSession::read_output(std::uint64_t n,
+                                                            std::string& into) {
+    std::string chunk;
+    while (n > 0) {
+        auto want = std::min(n, result_chunk_bytes);
+        connection_->arm(timeout_);
+        auto ec = co_await connection_->read_payload(
+            static_cast<std::size_t>(want), chunk);
+        if (ec)
+            co_return ec;
+        into += chunk;
+        n -= want;
+    }
+    co_return std::error_code{};
 }
 
 asio::awaitable<std::optional<Reply>> ClientSession::quit() {
@@ -192,9 +268,9 @@ ClientSession::read_reply(const LineCallback& on_line) {
     for (;;) {
         auto line = co_await connection_->read_line();
         if (line.ec == asio::error::timed_out)
-            co_return fail("the node did not answer in time");
+            co_return fail("the node did not answer in time", line.ec);
         if (line.ec)
-            co_return fail("connection lost: " + line.ec.message());
+            co_return fail("connection lost: " + line.ec.message(), line.ec);
         if (line.kind == LineEvent::Kind::too_long)
             co_return fail("the node sent a line longer than the protocol "
                            "allows");

@@ -1,6 +1,7 @@
 // The customer's side of a session (proto-spec sections "Session" to
 // "RESULT"): connect, HELLO, then one method per verb. Each method gives
-// the reply, or nullopt when the connection failed (error() says how).
+// the reply, or nullopt when the connection failed (error() says how,
+// failure_is_transient() whether a new connection may do better).
 #pragma once
 
 #include "cloudproto/connection.hpp"
@@ -22,11 +23,16 @@
 
 namespace cloudproto {
 
+// The most a RESULT payload (stdout and stderr together) may announce
+// when the node announced no MAX-OUTPUT-BYTES: more is refused unread.
+inline constexpr std::uint64_t max_result_payload_bytes = 1ULL << 30;
+
 // What a node announced in its HELLO reply.
 struct Capabilities {
     int version = 0;
     std::vector<std::string> runtimes;
     std::uint64_t max_job_bytes = 0;
+    std::uint64_t max_output_bytes = 0; // per stream; 0: not announced
     std::map<std::string, std::string> keywords; // every keyword, raw
 
     static Capabilities from_reply(const Reply& hello);
@@ -70,13 +76,21 @@ public:
     wait(const std::string& job_id, std::chrono::seconds limit,
          const std::function<void(JobState)>& progress);
 
-    // On a 250, `result` holds the report and the captured output.
+    // On a 250, `result` holds the report and the captured output. A
+    // PAYLOAD larger than the node's MAX-OUTPUT-BYTES per stream (or,
+    // without it, than max_result_payload_bytes) fails unread.
     asio::awaitable<std::optional<Reply>> result(const std::string& job_id,
                                                  JobResult& result);
     asio::awaitable<std::optional<Reply>> quit();
 
     const Capabilities& capabilities() const { return capabilities_; }
     const std::string& error() const { return error_; }
+
+    // After a nullopt: whether the connection could not be made or was
+    // lost, so that a new one may succeed. A failed TLS handshake or
+    // certificate check, or a node that breaks the protocol, would fail
+    // the same way again.
+    bool failure_is_transient() const { return transient_; }
 
 private:
     using LineCallback = std::function<void(const std::string&)>;
@@ -85,7 +99,10 @@ private:
     command(const std::string& line, const LineCallback& on_line = {});
     asio::awaitable<std::optional<Reply>>
     read_reply(const LineCallback& on_line = {});
+    asio::awaitable<std::error_code> read_output(std::uint64_t n,
+                                                 std::string& into);
     std::nullopt_t fail(std::string what);
+    std::nullopt_t fail(std::string what, std::error_code ec);
 
     asio::any_io_executor executor_;
     asio::ssl::context* tls_;
@@ -93,6 +110,8 @@ private:
     std::shared_ptr<Connection> connection_;
     Capabilities capabilities_;
     std::string error_;
+    bool transient_ = false;
+    bool node_replied_ = false; // the greeting came on this connection
 };
 
 // A job report from the KEY value lines of a reply.
