@@ -1,6 +1,7 @@
 // cloud-submit: the customer's tool. Hands a script and its descriptor to
 // a node, follows the job, prints its result.
 #include "options.hpp"
+#include "output.hpp"
 
 #include "cloudproto/client_session.hpp"
 #include "cloudproto/job_id.hpp"
@@ -13,7 +14,7 @@
 #include <asio/use_awaitable.hpp>
 #include <fmt/format.h>
 
-#include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -29,30 +30,48 @@ constexpr int exit_tool_error = 255;
 constexpr int exit_job_timeout = 124;
 constexpr int exit_signal_base = 128;
 
-// A lost connection during hand-in is retried under the same job id:
+// A hand-in whose connection could not be made or was lost (or that a
+// node turned away for now, 4xx) is tried again under the same job id:
 // the node runs the job once however many copies reach it.
 constexpr int submit_attempts = 3;
 constexpr std::chrono::seconds wait_step{60};
 
 int tool_error(const std::string& message) {
-    fmt::print(stderr, "cloud-submit: {}\n", message);
+    write_tool_line(message);
     return exit_tool_error;
 }
 
+// A SCRIPT or DESCRIPTOR: a regular file, or a pipe (`<(...)`,
+// /dev/stdin). Anything else is refused: a directory would read as an
+// empty file and be handed in as one.
 std::optional<std::string> read_file(const std::string& path,
                                      std::string& error) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    auto type = fs::status(path, ec).type();
+    if (ec) {
+        error = fmt::format("cannot read {}: {}", path, ec.message());
+        return std::nullopt;
+    }
+    if (type != fs::file_type::regular && type != fs::file_type::fifo) {
+        error = path + " is not a regular file";
+        return std::nullopt;
+    }
+
     std::ifstream in(path, std::ios::binary);
-    if (!in) {
+    std::ostringstream s;
+    if (in)
+        s << in.rdbuf();
+    if (!in || in.bad()) {
         error = "cannot read " + path;
         return std::nullopt;
     }
-    std::ostringstream s;
-    s << in.rdbuf();
     return s.str();
 }
 
+// A reply, as an error line quotes it.
 std::string describe(const Reply& r) {
-    return fmt::format("{} {}", r.code, r.last_line());
+    return fmt::format("{} {}", r.code, printable(r.last_line()));
 }
 
 class Submitter {
@@ -82,10 +101,14 @@ public:
 private:
     void progress(const std::string& text) {
         if (!options_.quiet)
-            fmt::print(stderr, "cloud-submit: {}\n", text);
+            write_tool_line(text);
     }
 
-    // Connects and says HELLO; nullopt (with error_) when it cannot.
+    // Why the session gave no reply, fit to print.
+    std::string session_error() const { return printable(session_->error()); }
+
+    // Connects and says HELLO; false when it cannot, with error_ saying
+    // why and transient_ whether a new connection may do better.
     asio::awaitable<bool> open() {
         session_.emplace(io_.get_executor(), tls_,
                          std::chrono::duration_cast<ClientSession::duration>(
@@ -93,21 +116,29 @@ private:
         auto greeting = co_await session_->connect(options_.host,
                                                    options_.port);
         if (!greeting) {
-            error_ = session_->error();
+            error_ = session_error();
+            transient_ = session_->failure_is_transient();
             co_return false;
         }
         if (greeting->code != cloudproto::reply_code::greeting) {
             error_ = "the node refused the connection: " + describe(*greeting);
+            transient_ = greeting->transient();
             co_return false;
         }
+
         auto hello = co_await session_->hello("cloud-submit");
-        if (!hello || hello->code != cloudproto::reply_code::ok) {
-            error_ = hello ? "HELLO refused: " + describe(*hello)
-                           : session_->error();
+        if (!hello) {
+            error_ = session_error();
+            transient_ = session_->failure_is_transient();
             co_return false;
         }
-        node_name_ = hello->lines.empty() ? "" : hello->lines[0].substr(
-                                                     0, hello->lines[0].find(' '));
+        if (hello->code != cloudproto::reply_code::ok) {
+            error_ = "HELLO refused: " + describe(*hello);
+            transient_ = hello->transient();
+            co_return false;
+        }
+        const auto& first = hello->lines.front();
+        node_name_ = printable(first.substr(0, first.find(' ')));
         co_return true;
     }
 
@@ -121,9 +152,10 @@ private:
             options_.job_id.empty() ? cloudproto::make_job_id()
                                     : options_.job_id;
 
-        // Hand in, again under the same id if the connection fails.
+        // Hand in, again under the same id while the failure is one a new
+        // connection may not meet.
         std::optional<Reply> reply;
-        for (int attempt = 1; attempt <= submit_attempts; ++attempt) {
+        for (int attempt = 1;; ++attempt) {
             bool connected = co_await open();
             if (connected) {
                 auto max = session_->capabilities().max_job_bytes;
@@ -135,16 +167,15 @@ private:
                 reply = co_await session_->submit(id, *descriptor, *script);
                 if (reply)
                     break;
-                error_ = session_->error();
+                error_ = session_error();
+                transient_ = session_->failure_is_transient();
             }
-            if (attempt < submit_attempts) {
-                progress(fmt::format("{}; trying again", error_));
-                asio::steady_timer t(io_, std::chrono::seconds(attempt));
-                co_await t.async_wait(asio::use_awaitable);
-            }
+            if (!transient_ || attempt == submit_attempts)
+                co_return tool_error(error_);
+            progress(fmt::format("{}; trying again", error_));
+            asio::steady_timer t(io_, std::chrono::seconds(attempt));
+            co_await t.async_wait(asio::use_awaitable);
         }
-        if (!reply)
-            co_return tool_error(error_);
         if (reply->code != cloudproto::reply_code::ok)
             co_return tool_error("the node refused the job: " +
                                  describe(*reply));
@@ -164,11 +195,11 @@ private:
             co_return tool_error(error_);
         auto reply = co_await session_->status(options_.job_id);
         if (!reply)
-            co_return tool_error(session_->error());
+            co_return tool_error(session_error());
         if (reply->code != cloudproto::reply_code::ok)
             co_return tool_error(describe(*reply));
         for (const auto& line : reply->lines)
-            fmt::print("{}\n", line);
+            fmt::print("{}\n", printable(line));
         co_await session_->quit();
         co_return 0;
     }
@@ -198,7 +229,7 @@ private:
         for (;;) {
             auto reply = co_await session_->wait(id, wait_step, on_state);
             if (!reply)
-                co_return tool_error(session_->error());
+                co_return tool_error(session_error());
             if (reply->code != cloudproto::reply_code::ok)
                 co_return tool_error(describe(*reply));
             auto field = cloudproto::parse_field(reply->last_line());
@@ -214,17 +245,15 @@ private:
         cloudproto::JobResult r;
         auto reply = co_await session_->result(id, r);
         if (!reply)
-            co_return tool_error(session_->error());
+            co_return tool_error(session_error());
         if (reply->code != cloudproto::reply_code::ok)
             co_return tool_error(describe(*reply));
         co_await session_->quit();
+        write_job_output(r.out, r.err);
 
-        std::fwrite(r.out.data(), 1, r.out.size(), stdout);
-        std::fflush(stdout);
-        std::fwrite(r.err.data(), 1, r.err.size(), stderr);
-        std::fflush(stderr);
-
-        const auto& rep = r.report;
+        auto rep = r.report;
+        rep.node = printable(rep.node);
+        rep.error = printable(rep.error);
         if (rep.stdout_truncated)
             progress(fmt::format("stdout was {} bytes; the first {} are shown",
                                  rep.stdout_bytes, r.out.size()));
@@ -259,6 +288,7 @@ private:
     std::optional<ClientSession> session_;
     std::string node_name_;
     std::string error_;
+    bool transient_ = false;
 };
 
 } // namespace
