@@ -2,8 +2,8 @@
 
 #include "cloudproto/descriptor.hpp"
 #include "cloudproto/log.hpp"
-#include "cloudproto/tls.hpp"
 #include "cloudproto/protocol.hpp"
+#include "cloudproto/tls.hpp"
 
 #include <asio/ip/address.hpp>
 #include <fmt/format.h>
@@ -27,8 +27,8 @@ public:
         : root_(root), file_(file), prefix_(std::move(prefix)) {}
 
     [[noreturn]] void fail(std::string_view key, std::string_view what) const {
-        throw ConfigError(fmt::format("{}: {}{}: {}", file_.string(), prefix_,
-                                      key, what));
+        throw ConfigError(
+            fmt::format("{}: {}{}: {}", file_.string(), prefix_, key, what));
     }
 
     // A typo in a key would otherwise be ignored in silence.
@@ -39,8 +39,7 @@ public:
         if (!t)
             return;
         for (auto& [key, value] : *t) {
-            if (std::find(known.begin(), known.end(), key.str()) ==
-                known.end())
+            if (std::find(known.begin(), known.end(), key.str()) == known.end())
                 fail(table.empty() ? std::string(key.str())
                                    : fmt::format("{}.{}", table, key.str()),
                      "is not a known key");
@@ -72,8 +71,8 @@ public:
             return fallback;
         auto v = n->value<std::int64_t>();
         if (!n->is_integer() || !v || *v < min || *v > max)
-            fail(key, fmt::format("must be an integer from {} to {}", min,
-                                  max));
+            fail(key,
+                 fmt::format("must be an integer from {} to {}", min, max));
         return *v;
     }
 
@@ -222,10 +221,9 @@ Config parse_config(std::string_view text, const std::filesystem::path& file) {
     try {
         root = toml::parse(text, file.string());
     } catch (const toml::parse_error& e) {
-        throw ConfigError(fmt::format("{}:{}:{}: not valid TOML: {}",
-                                      file.string(), e.source().begin.line,
-                                      e.source().begin.column,
-                                      e.description()));
+        throw ConfigError(fmt::format(
+            "{}:{}:{}: not valid TOML: {}", file.string(),
+            e.source().begin.line, e.source().begin.column, e.description()));
     }
     Reader r(root, file);
     Config c;
@@ -271,18 +269,17 @@ Config parse_config(std::string_view text, const std::filesystem::path& file) {
     c.max_output_bytes =
         r.integer("limits.max_output_bytes", default_max_output_bytes, 0,
                   1024LL * 1024 * 1024);
-    c.max_queued_jobs =
-        r.integer("limits.max_queued_jobs", 1000, 1, 1000000);
+    c.max_queued_jobs = r.integer("limits.max_queued_jobs", 1000, 1, 1000000);
     c.max_connections = r.integer("limits.max_connections", 256, 1, 100000);
-    c.max_timeout = seconds{r.integer("limits.max_timeout_seconds",
-                                      default_max_job_timeout.count(), 1,
-                                      7 * 24 * 3600)};
+    c.max_timeout =
+        seconds{r.integer("limits.max_timeout_seconds",
+                          default_max_job_timeout.count(), 1, 7 * 24 * 3600)};
     c.default_timeout = seconds{r.integer("limits.default_timeout_seconds",
                                           default_job_timeout.count(), 1,
                                           c.max_timeout.count())};
-    c.idle_timeout = seconds{r.integer("limits.idle_timeout_seconds",
-                                       default_idle_timeout.count(), 1,
-                                       24 * 3600)};
+    c.idle_timeout =
+        seconds{r.integer("limits.idle_timeout_seconds",
+                          default_idle_timeout.count(), 1, 24 * 3600)};
     c.handshake_timeout =
         seconds{r.integer("limits.handshake_timeout_seconds", 10, 1, 600)};
     c.result_retention = std::chrono::hours{
@@ -304,9 +301,9 @@ Config parse_config(std::string_view text, const std::filesystem::path& file) {
     r.only("tls", {"certificate", "private_key"});
     r.only("limits",
            {"slots", "max_job_bytes", "max_output_bytes", "max_queued_jobs",
-            "max_connections", "max_timeout_seconds",
-            "default_timeout_seconds", "idle_timeout_seconds",
-            "handshake_timeout_seconds", "result_retention_hours"});
+            "max_connections", "max_timeout_seconds", "default_timeout_seconds",
+            "idle_timeout_seconds", "handshake_timeout_seconds",
+            "result_retention_hours"});
     r.only("mail", {"from", "outbox_dir", "inline_limit_bytes"});
     return c;
 }
@@ -330,9 +327,8 @@ void check_tls_files(const Config& c) {
 Config load_config(const std::filesystem::path& file) {
     std::ifstream in(file, std::ios::binary);
     if (!in)
-        throw ConfigError(
-            fmt::format("{}: cannot read the configuration file",
-                        file.string()));
+        throw ConfigError(fmt::format("{}: cannot read the configuration file",
+                                      file.string()));
     std::ostringstream text;
     text << in.rdbuf();
     auto absolute = std::filesystem::absolute(file);

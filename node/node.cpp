@@ -93,8 +93,8 @@ int Node::run() {
 // say goodbye, the spool finishes what it writes. A second signal, or
 // the grace period, stops everything at once.
 void Node::shut_down(int signal) {
-    log::info("-", "node", "stopping", "signal={} running={} queued={}",
-              signal, scheduler_.running(), scheduler_.queued());
+    log::info("-", "node", "stopping", "signal={} running={} queued={}", signal,
+              scheduler_.running(), scheduler_.queued());
     server_.stop();
 
     signals_.async_wait([this](std::error_code ec, int) {

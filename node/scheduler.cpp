@@ -12,8 +12,8 @@ namespace cloudnode {
 using cloudproto::JobState;
 namespace log = cloudproto::log;
 
-Scheduler::Scheduler(asio::io_context& io, const Config& config,
-                     JobTable& jobs, Spool& spool, Executor& executor)
+Scheduler::Scheduler(asio::io_context& io, const Config& config, JobTable& jobs,
+                     Spool& spool, Executor& executor)
     : io_(io), config_(config), jobs_(jobs), spool_(spool),
       executor_(executor) {}
 
@@ -57,10 +57,10 @@ void Scheduler::start(Job& job) {
     ++running_;
     job.report.started = cloudproto::Clock::now();
     jobs_.set_state(job, JobState::running);
-    log::info(job.id(), "job", "started", "runtime={} timeout_s={}",
-              job.descriptor.runtime,
-              std::chrono::duration_cast<std::chrono::seconds>(req.timeout)
-                  .count());
+    log::info(
+        job.id(), "job", "started", "runtime={} timeout_s={}",
+        job.descriptor.runtime,
+        std::chrono::duration_cast<std::chrono::seconds>(req.timeout).count());
 
     if (!runtime) {
         // Only a configuration change across a restart gets here.
@@ -112,9 +112,9 @@ void Scheduler::finish(const std::string& id, ExecutionResult r) {
 
     ResultMailSettings mail_settings{config_.mail_from,
                                      config_.mail_inline_limit_bytes};
-    auto mail = build_result_mail(
-        {report, job->descriptor, r.out.bytes, r.err.bytes}, mail_settings,
-        cloudproto::Clock::now());
+    auto mail =
+        build_result_mail({report, job->descriptor, r.out.bytes, r.err.bytes},
+                          mail_settings, cloudproto::Clock::now());
 
     log::info(id, "job", "finished",
               "state={} outcome={} exit={} signal={} duration_ms={} "

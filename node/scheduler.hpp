@@ -13,10 +13,10 @@
 
 #include <chrono>
 #include <deque>
-#include <memory>
-#include <vector>
 #include <functional>
+#include <memory>
 #include <string>
+#include <vector>
 
 namespace cloudnode {
 

@@ -120,8 +120,7 @@ void Session::enter_state(State next) {
 }
 
 void Session::reply(int c, std::string_view text) {
-    log::trace(id_, "session", "send", "code={} text={}", c,
-               log::value(text));
+    log::trace(id_, "session", "send", "code={} text={}", c, log::value(text));
     connection_->queue(cloudproto::encode_reply(c, text));
 }
 
@@ -163,8 +162,8 @@ asio::awaitable<void> Session::run(bool refuse) {
     }
 
     if (refuse) {
-        reply_and_close(code::unavailable,
-                        cfg.name + " too many connections", "busy");
+        reply_and_close(code::unavailable, cfg.name + " too many connections",
+                        "busy");
         co_return co_await close(close_reason_);
     }
     reply(code::greeting,
@@ -233,8 +232,7 @@ asio::awaitable<void> Session::dispatch(const std::string& line) {
     auto verb = std::find_if(std::begin(verbs), std::end(verbs),
                              [&](const Verb& v) { return v.name == cmd.verb; });
     if (verb == std::end(verbs)) {
-        reply(code::syntax_error,
-              "unknown verb " + log::value(cmd.verb, 32));
+        reply(code::syntax_error, "unknown verb " + log::value(cmd.verb, 32));
         co_return;
     }
     if (verb->needs_hello && state_ != State::ready) {
@@ -329,49 +327,16 @@ asio::awaitable<void> Session::proceed_submit(const Command& cmd) {
         co_return;
     }
 
-    // The rest of the line, in the spec's order.
-    if (state_ != State::ready) {
-        reply(code::bad_sequence, "say HELLO first");
+    if (!check_submit_args(cmd))
         co_return;
-    }
-    if (!cloudproto::is_valid_job_id(id)) {
-        reply(code::parameter_error,
-              bad_job_id);
-        co_return;
-    }
-    for (std::size_t i = 3; i < cmd.args.size(); ++i) {
-        if (!is_submit_param(cmd.args[i])) {
-            reply(code::parameter_error,
-                  "parameters are KEY=VALUE, KEY of letters, digits, '-'");
-            co_return;
-        }
-    }
-    if (cmd.args.size() > 3) {
-        // Version 1 announces no SUBMIT parameter.
-        auto key = cmd.args[3].substr(0, cmd.args[3].find('='));
-        reply(code::parameter_not_recognised,
-              "parameter " + key + " not recognised");
-        co_return;
-    }
 
     Job job;
     job.report.job_id = id;
     job.descriptor_text = payload.substr(0, *dsize);
     job.script = payload.substr(*dsize);
     job.digest = payload_digest(job.descriptor_text, job.script);
-
-    // The same job again: answer as the first time, run nothing.
     if (Job* known = ctx_.jobs.find(id)) {
-        if (known->digest != job.digest) {
-            reply(code::job_id_conflict,
-                  fmt::format("job id {} already used by another job", id));
-        } else if (!known->durable) {
-            reply(code::local_error,
-                  fmt::format("{} is being stored; try again", id));
-        } else {
-            log::info(id, "job", "duplicate", "session={}", id_);
-            reply(code::ok, id + " already accepted");
-        }
+        answer_known(*known, job);
         co_return;
     }
 
@@ -393,6 +358,50 @@ asio::awaitable<void> Session::proceed_submit(const Command& cmd) {
         reply(code::ok, id + " accepted");
 }
 
+// The rest of a SUBMIT line, once its payload is read, in the spec's
+// order (8.5); replies and returns false at the first fault.
+bool Session::check_submit_args(const Command& cmd) {
+    if (state_ != State::ready) {
+        reply(code::bad_sequence, "say HELLO first");
+        return false;
+    }
+    if (!cloudproto::is_valid_job_id(cmd.args[0])) {
+        reply(code::parameter_error, bad_job_id);
+        return false;
+    }
+    for (std::size_t i = 3; i < cmd.args.size(); ++i) {
+        if (!is_submit_param(cmd.args[i])) {
+            reply(code::parameter_error,
+                  "parameters are KEY=VALUE, KEY of letters, digits, '-'");
+            return false;
+        }
+    }
+    if (cmd.args.size() > 3) {
+        // Version 1 announces no SUBMIT parameter.
+        auto key = cmd.args[3].substr(0, cmd.args[3].find('='));
+        reply(code::parameter_not_recognised,
+              "parameter " + key + " not recognised");
+        return false;
+    }
+    return true;
+}
+
+// The same job handed in again: answered as the first time, and nothing
+// runs; other octets under the same id are a conflict.
+void Session::answer_known(const Job& known, const Job& again) {
+    const std::string& id = known.id();
+    if (known.digest != again.digest) {
+        reply(code::job_id_conflict,
+              fmt::format("job id {} already used by another job", id));
+    } else if (!known.durable) {
+        reply(code::local_error,
+              fmt::format("{} is being stored; try again", id));
+    } else {
+        log::info(id, "job", "duplicate", "session={}", id_);
+        reply(code::ok, id + " already accepted");
+    }
+}
+
 // Parses the descriptor into `job`; on refusal, replies and returns why
 // for the log.
 std::optional<std::string> Session::check_descriptor(Job& job) {
@@ -406,8 +415,8 @@ std::optional<std::string> Session::check_descriptor(Job& job) {
     auto& d = std::get<cloudproto::Descriptor>(parsed);
     if (!cfg.find_runtime(d.runtime)) {
         reply(code::runtime_not_offered,
-            fmt::format("runtime {} is not offered by any provider",
-                        d.runtime));
+              fmt::format("runtime {} is not offered by any provider",
+                          d.runtime));
         return "runtime-not-offered";
     }
     if (d.timeout && *d.timeout > cfg.max_timeout) {
@@ -451,8 +460,7 @@ asio::awaitable<bool> Session::store(Job& candidate) {
     log::info(id, "job", "accepted",
               "session={} runtime={} args={} descriptor_bytes={} "
               "script_bytes={}",
-              id_, now_job->descriptor.runtime,
-              now_job->descriptor.args.size(),
+              id_, now_job->descriptor.runtime, now_job->descriptor.args.size(),
               now_job->descriptor_text.size(), now_job->script.size());
     ctx_.scheduler.enqueue(*now_job);
     co_return true;
@@ -462,8 +470,7 @@ asio::awaitable<bool> Session::store(Job& candidate) {
 // none. A job still being stored is not the node's yet: no such job.
 Job* Session::check_job(const std::string& id) {
     if (!cloudproto::is_valid_job_id(id)) {
-        reply(code::parameter_error,
-              bad_job_id);
+        reply(code::parameter_error, bad_job_id);
         return nullptr;
     }
     Job* job = ctx_.jobs.find(id);
@@ -485,8 +492,8 @@ asio::awaitable<void> Session::proceed_wait(const Command& cmd) {
     const std::string& id = cmd.args[0];
     auto seconds = parse_size(cmd.args[1]);
     if (!seconds || *seconds < 1 ||
-        *seconds > static_cast<std::uint64_t>(
-                       cloudproto::max_wait_timeout.count())) {
+        *seconds >
+            static_cast<std::uint64_t>(cloudproto::max_wait_timeout.count())) {
         reply(code::parameter_error,
               fmt::format("seconds must be from 1 to {}",
                           cloudproto::max_wait_timeout.count()));

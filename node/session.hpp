@@ -34,8 +34,7 @@ public:
     enum class State { handshake, fresh, ready, closing };
 
     Session(SessionContext& context,
-            std::shared_ptr<cloudproto::Connection> connection,
-            std::string id);
+            std::shared_ptr<cloudproto::Connection> connection, std::string id);
 
     // The whole life of the session, from handshake to disconnection.
     // `refuse`: greet with 421 (too many connections) and close.
@@ -73,6 +72,8 @@ private:
 
     asio::awaitable<void> dispatch(const std::string& line);
     std::optional<std::string> check_line(std::string_view line) const;
+    bool check_submit_args(const Command& cmd);
+    void answer_known(const Job& known, const Job& again);
     std::optional<std::string> check_descriptor(Job& job);
     Job* check_job(const std::string& id);
     asio::awaitable<bool> store(Job& job);

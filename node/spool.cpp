@@ -55,10 +55,10 @@ std::int64_t to_ms(Clock::time_point t) {
 //   JOB <id> <accepted-ms> <descriptor-octets> <script-octets>\n
 //   <descriptor><script>\n
 std::string batch_record(const Job& job) {
-    std::string r = fmt::format("JOB {} {} {} {}\n", job.id(),
-                                to_ms(job.report.accepted.value_or(
-                                    Clock::now())),
-                                job.descriptor_text.size(), job.script.size());
+    std::string r =
+        fmt::format("JOB {} {} {} {}\n", job.id(),
+                    to_ms(job.report.accepted.value_or(Clock::now())),
+                    job.descriptor_text.size(), job.script.size());
     r += job.descriptor_text;
     r += job.script;
     r += '\n';
@@ -84,8 +84,7 @@ std::vector<Job> parse_batch(std::string_view text) {
             throw std::runtime_error("damaged job record");
         Job job;
         job.report.job_id = std::string(w[1]);
-        job.report.accepted =
-            Clock::time_point{std::chrono::milliseconds{*ms}};
+        job.report.accepted = Clock::time_point{std::chrono::milliseconds{*ms}};
         job.descriptor_text = std::string(text.substr(0, *dsize));
         job.script = std::string(text.substr(*dsize, *ssize));
         text.remove_prefix(*dsize + *ssize + 1);

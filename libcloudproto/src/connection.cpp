@@ -38,14 +38,15 @@ Connection::Connection(tcp::socket socket, std::size_t max_line_bytes)
 Connection::Connection(tcp::socket socket, asio::ssl::context& tls,
                        std::size_t max_line_bytes)
     : stream_(std::in_place_index<1>, std::move(socket), tls),
-      reader_(max_line_bytes),
-      deadline_(std::get<1>(stream_).get_executor()) {
+      reader_(max_line_bytes), deadline_(std::get<1>(stream_).get_executor()) {
     remote_ = describe(std::get<1>(stream_).next_layer());
 }
 
 Connection::~Connection() = default;
 
-bool Connection::is_tls() const { return stream_.index() == 1; }
+bool Connection::is_tls() const {
+    return stream_.index() == 1;
+}
 
 Connection::tcp::socket& Connection::socket() {
     if (auto* plain = std::get_if<0>(&stream_))
@@ -96,7 +97,9 @@ void Connection::arm(duration limit) {
     }
 }
 
-void Connection::disarm() { deadline_.expires_at(deadline_.expiry().max()); }
+void Connection::disarm() {
+    deadline_.expires_at(deadline_.expiry().max());
+}
 
 // The watchdog: wakes whenever the deadline moves, and cancels what is
 // under way once it has truly passed. It holds the connection alive
@@ -118,8 +121,8 @@ Connection::watch([[maybe_unused]] std::shared_ptr<Connection> self) {
     watching_ = false;
 }
 
-asio::awaitable<std::size_t>
-Connection::read_some(asio::mutable_buffer buffer, std::error_code& ec) {
+asio::awaitable<std::size_t> Connection::read_some(asio::mutable_buffer buffer,
+                                                   std::error_code& ec) {
     auto token = asio::redirect_error(asio::use_awaitable, ec);
     std::size_t n = 0;
     if (auto* plain = std::get_if<0>(&stream_))
@@ -150,8 +153,8 @@ asio::awaitable<Connection::Line> Connection::read_line() {
         }
         auto space = reader_.prepare(read_chunk_bytes);
         std::error_code ec;
-        std::size_t n = co_await read_some(
-            asio::buffer(space.data(), space.size()), ec);
+        std::size_t n =
+            co_await read_some(asio::buffer(space.data(), space.size()), ec);
         reader_.commit(n);
         if (ec && n == 0) {
             line.ec = ec;
@@ -160,8 +163,8 @@ asio::awaitable<Connection::Line> Connection::read_line() {
     }
 }
 
-asio::awaitable<std::error_code>
-Connection::read_payload(std::size_t n, std::string& out) {
+asio::awaitable<std::error_code> Connection::read_payload(std::size_t n,
+                                                          std::string& out) {
     out.clear();
     out.reserve(n);
     reader_.take(n, out);
@@ -178,7 +181,9 @@ Connection::read_payload(std::size_t n, std::string& out) {
     co_return std::error_code{};
 }
 
-void Connection::queue(std::string_view bytes) { output_.append(bytes); }
+void Connection::queue(std::string_view bytes) {
+    output_.append(bytes);
+}
 
 asio::awaitable<std::error_code> Connection::flush() {
     std::error_code ec;
