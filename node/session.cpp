@@ -1,4 +1,5 @@
 #include "node/session.hpp"
+#include "node/until_called.hpp"
 
 #include "cloudproto/descriptor.hpp"
 #include "cloudproto/job_id.hpp"
@@ -22,9 +23,6 @@ namespace log = cloudproto::log;
 
 namespace {
 
-constexpr std::string_view bad_job_id =
-    "job id must be 16 to 64 of A-Z a-z 0-9 - _";
-
 // HELLO echoes the name: it must leave room in the reply line.
 constexpr std::size_t max_client_name_bytes = 255;
 
@@ -39,31 +37,11 @@ std::string upper(std::string s) {
     return s;
 }
 
-// An octet-count of the spec's ABNF: decimal, no sign, no leading zero,
-// at most 18 digits so that two of them add up without overflow.
+// Octet counts: two of them add up without overflow.
 constexpr std::size_t max_count_digits = 18;
 
 std::optional<std::uint64_t> parse_size(std::string_view text) {
-    if ((text.size() > 1 && text[0] == '0') || text.size() > max_count_digits)
-        return std::nullopt;
-    return cloudproto::parse_decimal<std::uint64_t>(text);
-}
-
-// Starts work that reports through a callback, and suspends until it has:
-// `start` receives the function to call when done.
-template <typename Start>
-asio::awaitable<void> until_called(Start start) {
-    asio::steady_timer wake(co_await asio::this_coro::executor,
-                            asio::steady_timer::time_point::max());
-    bool called = false;
-    start([&called, &wake] {
-        called = true;
-        wake.cancel();
-    });
-    while (!called) {
-        std::error_code ec;
-        co_await wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    }
+    return cloudproto::parse_count(text, max_count_digits);
 }
 
 // param-key "=" param-value, as the spec's ABNF has it.
@@ -78,13 +56,6 @@ bool is_submit_param(std::string_view param) {
             return false;
     }
     return true;
-}
-
-std::vector<std::string> report_lines(const cloudproto::JobReport& report) {
-    std::vector<std::string> lines;
-    for (const auto& f : report.to_fields())
-        lines.push_back(cloudproto::format_field(f));
-    return lines;
 }
 
 } // namespace
@@ -464,132 +435,6 @@ asio::awaitable<bool> Session::store(Job& candidate) {
               now_job->descriptor_text.size(), now_job->script.size());
     ctx_.scheduler.enqueue(*now_job);
     co_return true;
-}
-
-// The job a query names; replies 501 or 550 and gives null when there is
-// none. A job still being stored is not the node's yet: no such job.
-Job* Session::check_job(const std::string& id) {
-    if (!cloudproto::is_valid_job_id(id)) {
-        reply(code::parameter_error, bad_job_id);
-        return nullptr;
-    }
-    Job* job = ctx_.jobs.find(id);
-    if (!job || !job->durable) {
-        reply(code::no_such_job, "no such job " + id);
-        return nullptr;
-    }
-    return job;
-}
-
-asio::awaitable<void> Session::proceed_status(const Command& cmd) {
-    Job* job = check_job(cmd.args[0]);
-    if (job)
-        reply(code::ok, report_lines(job->report));
-    co_return;
-}
-
-asio::awaitable<void> Session::proceed_wait(const Command& cmd) {
-    const std::string& id = cmd.args[0];
-    auto seconds = parse_size(cmd.args[1]);
-    if (!seconds || *seconds < 1 ||
-        *seconds >
-            static_cast<std::uint64_t>(cloudproto::max_wait_timeout.count())) {
-        reply(code::parameter_error,
-              fmt::format("seconds must be from 1 to {}",
-                          cloudproto::max_wait_timeout.count()));
-        co_return;
-    }
-    Job* job = check_job(id);
-    if (!job)
-        co_return;
-
-    auto line = [](JobState s) { return "STATE " + std::string(to_string(s)); };
-    std::vector<std::string> lines;
-    if (cloudproto::is_final(job->report.state)) {
-        reply(code::ok, line(job->report.state));
-        co_return;
-    }
-
-    // Sleep on a timer; each state change wakes it early.
-    wake_.emplace(co_await asio::this_coro::executor);
-    wake_->expires_after(std::chrono::seconds{*seconds});
-    std::vector<JobState> changes{job->report.state};
-    auto token = ctx_.jobs.watch(id, [this, &changes](const Job& j) {
-        changes.push_back(j.report.state);
-        wake_->cancel();
-    });
-    connection_->disarm();
-
-    std::optional<JobState> last;
-    bool finished = false;
-    while (!finished && !stopped_) {
-        for (auto s : changes) {
-            if (cloudproto::is_final(s)) {
-                reply(code::ok, line(s));
-                finished = true;
-                break;
-            }
-            if (s != last)
-                connection_->queue(fmt::format("250-{}\r\n", line(s)));
-            last = s;
-        }
-        changes.clear();
-        if (finished)
-            break;
-        auto flushed = co_await connection_->flush();
-        if (flushed)
-            break;
-        if (!changes.empty())
-            continue; // changed while the lines were being sent
-        std::error_code ec;
-        co_await wake_->async_wait(
-            asio::redirect_error(asio::use_awaitable, ec));
-        if (!ec && changes.empty()) {
-            // Time is up and the job is not final: the client asks again.
-            reply(code::ok, line(last.value_or(JobState::queued)));
-            finished = true;
-        }
-    }
-    if (stopped_ && !finished)
-        reply(code::ok, line(last.value_or(JobState::queued)));
-    ctx_.jobs.unwatch(token);
-    wake_.reset();
-}
-
-asio::awaitable<void> Session::proceed_result(const Command& cmd) {
-    const std::string& id = cmd.args[0];
-    Job* job = check_job(id);
-    if (!job)
-        co_return;
-    if (!cloudproto::is_final(job->report.state)) {
-        reply(code::job_not_finished,
-              fmt::format("job {} is {}", id, to_string(job->report.state)));
-        co_return;
-    }
-
-    // The captured output is read from the spool off the event loop.
-    auto report = job->report;
-    std::string error, out, err;
-    co_await until_called([&](auto called) {
-        ctx_.spool.load_output(id, [&, called](const std::string& e,
-                                               std::string o, std::string r) {
-            error = e;
-            out = std::move(o);
-            err = std::move(r);
-            called();
-        });
-    });
-    if (!error.empty()) {
-        log::error(id, "job", "result-read", "error={}", log::value(error));
-        reply(code::local_error, "the result cannot be read; try again");
-        co_return;
-    }
-
-    auto lines = report_lines(report);
-    lines.push_back(fmt::format("PAYLOAD {} {}", out.size(), err.size()));
-    reply(code::ok, lines);
-    connection_->queue(out);
-    connection_->queue(err);
 }
 
 asio::awaitable<void> Session::proceed_noop(const Command&) {

@@ -60,6 +60,8 @@ private:
         std::string_view syntax; // for HELP and 501 replies
     };
     static const Verb verbs[];
+    static constexpr std::string_view bad_job_id =
+        "job id must be 16 to 64 of A-Z a-z 0-9 - _";
 
     asio::awaitable<void> proceed_hello(const Command& cmd);
     asio::awaitable<void> proceed_submit(const Command& cmd);

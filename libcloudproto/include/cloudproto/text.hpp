@@ -2,6 +2,7 @@
 #pragma once
 
 #include <charconv>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -35,6 +36,15 @@ std::optional<Int> parse_decimal(std::string_view text) {
     if (text.empty() || ec != std::errc{} || end != text.data() + text.size())
         return std::nullopt;
     return value;
+}
+
+// A number as the spec's ABNF writes counts: decimal, no sign, no
+// leading zero ("0" itself is fine), at most `max_digits` digits.
+inline std::optional<std::uint64_t> parse_count(std::string_view text,
+                                                std::size_t max_digits) {
+    if (text.size() > max_digits || (text.size() > 1 && text[0] == '0'))
+        return std::nullopt;
+    return parse_decimal<std::uint64_t>(text);
 }
 
 } // namespace cloudproto
