@@ -1,9 +1,10 @@
 #include "node/platform/durable_file.hpp"
 
+#include "support/temp_dir.hpp"
+
 #include <doctest/doctest.h>
 
 #include <fstream>
-#include <random>
 #include <sstream>
 #include <system_error>
 
@@ -11,18 +12,9 @@ namespace fs = std::filesystem;
 using cloudnode::platform::FileWrite;
 using cloudnode::platform::write_files_durably;
 
-namespace {
+using test_support::TempDir;
 
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        std::random_device rd;
-        path = fs::temp_directory_path() /
-               ("cloudproto-durable-test-" + std::to_string(rd()));
-        fs::create_directories(path);
-    }
-    ~TempDir() { fs::remove_all(path); }
-};
+namespace {
 
 std::string read(const fs::path& p) {
     std::ifstream in(p, std::ios::binary);

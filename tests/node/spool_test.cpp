@@ -1,11 +1,12 @@
 #include "node/spool.hpp"
 
+#include "support/temp_dir.hpp"
+
 #include <doctest/doctest.h>
 
 #include <asio/io_context.hpp>
 
 #include <fstream>
-#include <random>
 
 namespace fs = std::filesystem;
 using namespace std::string_literals;
@@ -13,18 +14,9 @@ using namespace cloudnode;
 using cloudproto::Clock;
 using cloudproto::JobState;
 
-namespace {
+using test_support::TempDir;
 
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        std::random_device rd;
-        path = fs::temp_directory_path() /
-               ("cloudproto-spool-test-" + std::to_string(rd()));
-        fs::create_directories(path);
-    }
-    ~TempDir() { fs::remove_all(path); }
-};
+namespace {
 
 Job make_job(int n) {
     Job job;
@@ -119,13 +111,12 @@ TEST_CASE("results replace batches, and their output reads back exactly") {
         io.restart();
 
         std::string got_out, got_err;
-        spool.load_output(make_job(1).id(),
-                          [&](const std::string& e, std::string o,
-                              std::string r) {
-                              CHECK(e.empty());
-                              got_out = std::move(o);
-                              got_err = std::move(r);
-                          });
+        spool.load_output(make_job(1).id(), [&](const std::string& e,
+                                                std::string o, std::string r) {
+            CHECK(e.empty());
+            got_out = std::move(o);
+            got_err = std::move(r);
+        });
         io.run();
         CHECK(got_out.size() == out.size());
         CHECK((got_out == out)); // not decomposed: no megabytes in a report
@@ -165,8 +156,8 @@ TEST_CASE("start-up drops unfinished writes and sets damaged files aside") {
     auto found = spool.recover(week);
     CHECK(found.unfinished.size() == 1);
     CHECK(found.problems.size() == 2);
-    CHECK_FALSE(fs::exists(dir.path / "batches" /
-                           "00000000000000000099.batch.tmp"));
+    CHECK_FALSE(
+        fs::exists(dir.path / "batches" / "00000000000000000099.batch.tmp"));
     CHECK(fs::exists(dir.path / "batches" /
                      "00000000000000000100.batch.damaged"));
     CHECK(fs::exists(dir.path / "results" / "x.result.damaged"));
