@@ -45,6 +45,9 @@ Capabilities Capabilities::from_reply(const Reply& hello) {
         auto words = split_words(hello.lines[i]);
         if (words.empty())
             continue;
+        // Keywords compare without regard to case (spec 7.4).
+        for (auto& c : words[0])
+            c = static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c);
         std::string params;
         auto space = hello.lines[i].find(' ');
         if (space != std::string::npos)
