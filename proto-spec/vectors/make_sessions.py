@@ -111,6 +111,17 @@ class Script:
         self.raw_lines(descriptor)
         self.raw_lines(script)
 
+    def wait_done(self):
+        """WAIT until the job is done (the test node runs it at once)."""
+        self.c("WAIT %s 20" % JOB_ID)
+        self.s("250", r"(\A|\n)STATE done\Z")
+
+    def result(self, report_regex: str, payload: bytes):
+        """RESULT of the job: its report, then its payload octets."""
+        self.c("RESULT " + JOB_ID)
+        self.s("250", report_regex)
+        self.p(payload)
+
     def write(self):
         text = "\n".join(self.lines).rstrip("\n") + "\n"
         (OUT / (self.name + ".txt")).write_text(text, encoding="ascii")
@@ -396,15 +407,12 @@ def submit_bash():
     s.c("STATUS " + JOB_ID)
     s.s("250", all_of(r"\AJOB %s\nSTATE (queued|running|done)$" % JOB_ID,
                       r"^RUNTIME bash$", r"^ACCEPTED %s$" % TS))
-    s.c("WAIT %s 20" % JOB_ID)
-    s.s("250", r"(\A|\n)STATE done\Z")
-    s.c("RESULT " + JOB_ID)
-    s.s("250", done_report("bash", 3, BASH_STDOUT, BASH_STDERR))
-    s.p(BASH_STDOUT + BASH_STDERR)
+    s.wait_done()
+    s.result(done_report("bash", 3, BASH_STDOUT, BASH_STDERR),
+             BASH_STDOUT + BASH_STDERR)
     s.note("a result can be read again")
-    s.c("RESULT " + JOB_ID)
-    s.s("250", r"\nPAYLOAD %d %d\Z" % (len(BASH_STDOUT), len(BASH_STDERR)))
-    s.p(BASH_STDOUT + BASH_STDERR)
+    s.result(r"\nPAYLOAD %d %d\Z" % (len(BASH_STDOUT), len(BASH_STDERR)),
+             BASH_STDOUT + BASH_STDERR)
     s.c("STATUS " + JOB_ID)
     s.s("250", r"^STATE done$")
     s.quit()
@@ -417,11 +425,9 @@ def submit_python():
     s.hello()
     s.submit(PYTHON_DESCRIPTOR, PYTHON_SCRIPT)
     s.s("250", r"\A%s accepted\Z" % JOB_ID)
-    s.c("WAIT %s 20" % JOB_ID)
-    s.s("250", r"(\A|\n)STATE done\Z")
-    s.c("RESULT " + JOB_ID)
-    s.s("250", done_report("python", 0, PYTHON_STDOUT, PYTHON_STDERR))
-    s.p(PYTHON_STDOUT + PYTHON_STDERR)
+    s.wait_done()
+    s.result(done_report("python", 0, PYTHON_STDOUT, PYTHON_STDERR),
+             PYTHON_STDOUT + PYTHON_STDERR)
     s.quit()
     return s
 
@@ -450,11 +456,8 @@ def submit_payload_framing():
     s.s("250", r"\A%s accepted\Z" % JOB_ID)
     s.c("NOOP")
     s.s("250")
-    s.c("WAIT %s 20" % JOB_ID)
-    s.s("250", r"(\A|\n)STATE done\Z")
-    s.c("RESULT " + JOB_ID)
-    s.s("250", all_of(r"^EXIT-CODE 0$", r"\nPAYLOAD 3 0\Z"))
-    s.p(b"ok\n")
+    s.wait_done()
+    s.result(all_of(r"^EXIT-CODE 0$", r"\nPAYLOAD 3 0\Z"), b"ok\n")
     s.quit()
     return s
 
@@ -466,11 +469,8 @@ def submit_empty_script():
     s.hello()
     s.submit(ECHO_DESCRIPTOR, b"")
     s.s("250", r"\A%s accepted\Z" % JOB_ID)
-    s.c("WAIT %s 20" % JOB_ID)
-    s.s("250", r"(\A|\n)STATE done\Z")
-    s.c("RESULT " + JOB_ID)
-    s.s("250", all_of(r"^EXIT-CODE 0$", r"\nPAYLOAD 0 0\Z"))
-    s.p(b"")
+    s.wait_done()
+    s.result(all_of(r"^EXIT-CODE 0$", r"\nPAYLOAD 0 0\Z"), b"")
     s.quit()
     return s
 
@@ -485,16 +485,13 @@ def duplicate_submit():
     s.s("250", r"\A%s accepted\Z" % JOB_ID)
     s.submit(ECHO_DESCRIPTOR, ECHO_SCRIPT)
     s.s("250", r"\A%s already accepted\Z" % JOB_ID)
-    s.c("WAIT %s 20" % JOB_ID)
-    s.s("250", r"(\A|\n)STATE done\Z")
+    s.wait_done()
     s.submit(ECHO_DESCRIPTOR, ECHO_SCRIPT)
     s.s("250", r"\A%s already accepted\Z" % JOB_ID)
     s.note("still done: the job did not go back to the queue")
     s.c("STATUS " + JOB_ID)
     s.s("250", r"^STATE done$")
-    s.c("RESULT " + JOB_ID)
-    s.s("250", r"\nPAYLOAD 3 0\Z")
-    s.p(b"ok\n")
+    s.result(r"\nPAYLOAD 3 0\Z", b"ok\n")
     s.quit()
     return s
 
@@ -516,11 +513,8 @@ def id_conflict():
     s.note("checked before the descriptor, which is not TOML here)")
     s.submit(ECHO_DESCRIPTOR + ECHO_SCRIPT[:1], ECHO_SCRIPT[1:])
     s.s("556", JOB_ID)
-    s.c("WAIT %s 20" % JOB_ID)
-    s.s("250", r"(\A|\n)STATE done\Z")
-    s.c("RESULT " + JOB_ID)
-    s.s("250", r"\nPAYLOAD 3 0\Z")
-    s.p(b"ok\n")
+    s.wait_done()
+    s.result(r"\nPAYLOAD 3 0\Z", b"ok\n")
     s.quit()
     return s
 
@@ -745,9 +739,7 @@ def result_before_done():
     s.c("WAIT %s 30" % JOB_ID)
     s.s("250", r"\ASTATE (queued|running)\n(STATE (queued|running)\n)*"
         r"STATE done\Z")
-    s.c("RESULT " + JOB_ID)
-    s.s("250", r"\nPAYLOAD 6 0\Z")
-    s.p(b"slept\n")
+    s.result(r"\nPAYLOAD 6 0\Z", b"slept\n")
     s.note("a WAIT on a final job answers at once, in one line")
     s.c("WAIT %s 30" % JOB_ID)
     s.s("250", r"\ASTATE done\Z")
