@@ -70,16 +70,24 @@ DescriptorError error(std::string field, std::string reason) {
     return {std::move(field), std::move(reason)};
 }
 
+// A string the descriptor must have, copied into `out`.
+std::optional<DescriptorError> required_string(const toml::table& doc,
+                                               const char* key,
+                                               std::string& out) {
+    const toml::node* node = doc.get(key);
+    if (node == nullptr)
+        return error(key, "is required");
+    if (!node->is_string())
+        return error(key, "must be a string");
+    out = node->as_string()->get();
+    return std::nullopt;
+}
+
 // Each parse_ step fills one field of the descriptor, or says why not.
 std::optional<DescriptorError> parse_runtime(const toml::table& doc,
                                              Descriptor& out) {
-    const toml::node* node = doc.get("runtime");
-    if (node == nullptr)
-        return error("runtime", "is required");
-    if (!node->is_string())
-        return error("runtime", "must be a string");
-
-    out.runtime = node->as_string()->get();
+    if (auto e = required_string(doc, "runtime", out.runtime))
+        return e;
     if (!is_valid_runtime_name(out.runtime))
         return error("runtime",
                      fmt::format("must be 1 to {} of a-z 0-9 . _ + -, "
@@ -122,13 +130,8 @@ std::optional<DescriptorError> parse_args(const toml::table& doc,
 
 std::optional<DescriptorError> parse_reply_to(const toml::table& doc,
                                               Descriptor& out) {
-    const toml::node* node = doc.get("reply_to");
-    if (node == nullptr)
-        return error("reply_to", "is required");
-    if (!node->is_string())
-        return error("reply_to", "must be a string");
-
-    out.reply_to = node->as_string()->get();
+    if (auto e = required_string(doc, "reply_to", out.reply_to))
+        return e;
     if (!is_valid_address(out.reply_to))
         return error("reply_to",
                      fmt::format("must be a plain ASCII address "
