@@ -139,7 +139,12 @@ class Node:
     """One cloud-node in its own temporary folder, listening on free
     loopback ports (TLS and plain). Limits override the [limits] table;
     runtimes, if given, replace the default runtimes ({name: (extension,
-    [command...])})."""
+    [command...])}).
+
+    A federation test names the node, gives the folder that holds ca.crt
+    and <name>.crt/.key, fixes the ports (peers must know them before the
+    node starts; 0 = any free port) and appends its own tables
+    (extra_config) to the configuration."""
 
     DEFAULT_LIMITS = {
         "slots": 4,
@@ -148,15 +153,19 @@ class Node:
     }
 
     def __init__(self, limits=None, runtimes=None, log_level="info",
-                 plain=True):
+                 plain=True, name=NODE_NAME, certs=None, tls_port=0,
+                 plain_port=0, extra_config=""):
         self.folder = tempfile.mkdtemp(prefix="cloudproto-e2e-node-")
-        self.certs = certificates()
+        self.name = name
+        self.certs = certs or certificates()
         self.ca = os.path.join(self.certs, "ca.crt")
         self.limits = dict(self.DEFAULT_LIMITS)
         self.limits.update(limits or {})
         self.runtimes = runtimes
         self.log_level = log_level
         self.plain = plain
+        self.listen_ports = (tls_port, plain_port)
+        self.extra_config = extra_config
         self.spool_dir = os.path.join(self.folder, "spool")
         self.work_dir = os.path.join(self.folder, "work")
         self.outbox_dir = os.path.join(self.folder, "outbox")
@@ -176,21 +185,21 @@ class Node:
     def _write_config(self):
         q = toml_string
         text = ["[node]",
-                "name = %s" % q(NODE_NAME),
+                "name = %s" % q(self.name),
                 "spool_dir = %s" % q(self.spool_dir),
                 "work_dir = %s" % q(self.work_dir),
                 "log_level = %s" % q(self.log_level),
                 "",
                 "[listen]",
-                'tls = ["127.0.0.1:0"]']
+                'tls = ["127.0.0.1:%d"]' % self.listen_ports[0]]
         if self.plain:
-            text.append('plain = ["127.0.0.1:0"]')
+            text.append('plain = ["127.0.0.1:%d"]' % self.listen_ports[1])
         text += ["",
                  "[tls]",
                  "certificate = %s" % q(os.path.join(self.certs,
-                                                      NODE_NAME + ".crt")),
+                                                      self.name + ".crt")),
                  "private_key = %s" % q(os.path.join(self.certs,
-                                                      NODE_NAME + ".key")),
+                                                      self.name + ".key")),
                  "",
                  "[limits]"]
         for key, value in sorted(self.limits.items()):
@@ -205,6 +214,8 @@ class Node:
                      "[runtimes.%s]" % name,
                      "extension = %s" % q(extension),
                      "command = [%s]" % ", ".join(q(w) for w in command)]
+        if self.extra_config:
+            text += ["", self.extra_config]
         with open(self.config_path, "w", encoding="utf-8") as f:
             f.write("\n".join(text) + "\n")
 
@@ -487,10 +498,14 @@ class Client:
         return client
 
     @classmethod
-    def tls(cls, port, ca, greet=True, rcvbuf=None, **kw):
+    def tls(cls, port, ca, greet=True, rcvbuf=None, certificate=None, **kw):
+        """certificate: (certificate file, key file) to present, as a
+        peer does; None for a customer, who has none."""
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
                                              cafile=ca)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if certificate is not None:
+            context.load_cert_chain(*certificate)
         sock = cls._connect(port, rcvbuf)
         sock = context.wrap_socket(sock, server_hostname="localhost")
         client = cls(sock, **kw)
