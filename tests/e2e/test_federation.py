@@ -1,0 +1,416 @@
+#!/usr/bin/python3
+"""The federation (issue 3) with three real nodes on loopback, full mesh:
+a job handed in at a node that has no free slot runs at a peer and its
+result comes back to the origin; a burst spreads over all three; a
+runtime that one node runs lands there from the others; one that nobody
+runs is refused at once; jobs from every node run exactly once. Then the
+peer verbs spoken by hand: capabilities and CAPACITY, RELAY's loop and hop
+checks, a RELAY sent twice, who may use the verbs at all (530), and a
+RETURN from the wrong peer (550).
+
+Faults (a peer killed, a peer down) are in test_federation_faults.py.
+"""
+
+import os
+import time
+import unittest
+
+import federation
+from federation import (APPEND_SCRIPT, BASH, NAMES, OUTSIDER, PERL,
+                        PERL_SCRIPT, PYTHON, capabilities, done_report,
+                        relay, return_result, runs_in)
+from harness import descriptor, new_job_id
+
+A, B, C = NAMES
+
+# provider-a has one slot, the others two; only provider-c runs perl.
+ROUTING_NODES = {
+    A: {"limits": {"slots": 1}},
+    B: {"limits": {"slots": 2}},
+    C: {"limits": {"slots": 2},
+        "runtimes": {"bash": BASH, "python": PYTHON, "perl": PERL}},
+}
+HOP_LIMIT = 3
+REFUSAL_SECONDS = 5
+
+
+class RoutingTest(federation.FederationTestCase):
+    """A fresh federation per test."""
+
+    def setUp(self):
+        self.federation(ROUTING_NODES)
+
+    def test_job_at_a_node_without_free_slot_runs_at_a_peer(self):
+        a = self.fed[A]
+
+        # Fill provider-a's only slot.
+        blocker_id, blocker = self.append_job(nap=6)
+        with self.fed.customer(A) as c:
+            c.hello()
+            self.hand_in(c, blocker_id, blocker)
+        a.wait_for_log(r"%s job started" % blocker_id)
+
+        # The job a customer hands in there runs at a peer; cloud-submit
+        # --wait at the origin prints its output.
+        job_id, desc = self.append_job(nap=0, reply_to="far@example.org")
+        code, out, err = a.submit(APPEND_SCRIPT, desc, "--wait",
+                                  "--job-id", job_id)
+        self.assertEqual(code, 0, err)
+        runner = self.fed.runner_by_folder(out)
+        self.assertIn(runner, (B, C), "ran elsewhere than at a peer: %r"
+                      % out)
+        self.assertEqual(out, ("%s ran in " % job_id).encode()
+                         + out.split(b" ran in ", 1)[1])
+        self.assertEqual(self.fed.ran_at(job_id), [runner])
+
+        # The origin's report names the runner and the peer it relayed to.
+        report = self.report(A, job_id)
+        self.assertEqual((report["STATE"], report["NODE"],
+                          report.get("RELAYED-TO"), report.get("EXIT-CODE")),
+                         ("done", runner, runner, "0"), report)
+        fields, result_out, result_err = self.result(A, job_id)
+        self.assertEqual((fields["NODE"], fields.get("RELAYED-TO"),
+                          result_out, result_err),
+                         (runner, runner, out, b""))
+
+        # The runner holds it as relayed from a; it mails, a does not.
+        at_runner = self.report(runner, job_id)
+        self.assertEqual((at_runner["STATE"], at_runner["NODE"],
+                          at_runner.get("TRACE")), ("done", runner, A),
+                         at_runner)
+        _, mail = self.fed[runner].mail(job_id)
+        self.assertEqual([x.addr_spec for x in mail["To"].addresses],
+                         ["far@example.org"])
+        time.sleep(0.3)
+        self.assertFalse(os.path.exists(a.mail_path(job_id)),
+                         "the origin mailed a result it did not produce")
+
+        # All the while the blocker held the origin's slot.
+        self.assertEqual(self.report(A, blocker_id)["STATE"], "running")
+
+    def test_burst_at_one_node_spreads_over_all_three(self):
+        jobs = [self.append_job(nap=0.5) for _ in range(12)]
+        with self.fed.customer(A) as c:
+            c.hello()
+            for job_id, desc in jobs:
+                self.hand_in(c, job_id, desc)
+        ids = [j for j, _ in jobs]
+        states = self.wait_final(A, ids)
+        self.assertEqual(set(states.values()), {"done"}, states)
+
+        runners = {}
+        for job_id in ids:
+            fields, out, err = self.result(A, job_id)
+            runners[job_id] = fields["NODE"]
+            self.assertEqual(self.fed.runner_by_folder(out), fields["NODE"],
+                             "NODE %s, but the job said %r"
+                             % (fields["NODE"], out))
+            if fields["NODE"] != A:
+                self.assertEqual(fields.get("RELAYED-TO"), fields["NODE"])
+        self.assertEqual(set(runners.values()), set(NAMES),
+                         "the burst did not reach every node: %r" % runners)
+        self.assert_ran_once_each(ids)
+
+    def test_runtime_one_node_runs_lands_there_from_the_others(self):
+        for origin in (A, B):
+            with self.subTest(origin=origin):
+                job_id, desc = self.append_job(runtime="perl")
+                code, out, err = self.fed[origin].submit(
+                    PERL_SCRIPT, desc, "--wait", "--job-id", job_id)
+                self.assertEqual(code, 0, err)
+                self.assertRegex(out, rb"^%s ran in \S+ with perl\n\Z"
+                                 % job_id.encode())
+                self.assertEqual(self.fed.runner_by_folder(out), C)
+                report = self.report(origin, job_id)
+                self.assertEqual((report["STATE"], report["NODE"],
+                                  report.get("RELAYED-TO"),
+                                  report["RUNTIME"]),
+                                 ("done", C, C, "perl"), report)
+                self.assertEqual(self.fed.ran_at(job_id), [C])
+
+        # Customers of every node are told that perl is accepted there.
+        for name in NAMES:
+            with self.fed.customer(name) as c:
+                caps = capabilities(c.hello())
+            self.assertIn("perl", caps["RUNTIMES"], (name, caps))
+
+    def test_runtime_nobody_runs_is_refused_at_once(self):
+        job_id = new_job_id()
+        started = time.monotonic()
+        code, out, err = self.fed[A].submit(
+            b"echo never\n", descriptor("cobol"), "--job-id", job_id,
+            timeout=REFUSAL_SECONDS + 5)
+        self.assertLess(time.monotonic() - started, REFUSAL_SECONDS)
+        self.assertEqual((code, out), (255, b""), err)
+        self.assertRegex(err, rb"\b554\b")
+        self.assertIn(b"cobol", err)
+
+        with self.fed.customer(B) as c:
+            c.hello()
+            reply = c.submit(job_id, descriptor("cobol"), b"echo never\n")
+        self.assertEqual((reply.code, reply.text),
+                         (554, "runtime cobol is not offered by any"
+                          " provider"))
+        for name in NAMES:
+            self.assertEqual(self.status_code(name, job_id), 550, name)
+
+    def test_full_mesh_jobs_from_every_node_run_once(self):
+        # Four jobs handed in at each node, more than all slots together:
+        # jobs are relayed in several directions over the mesh's cycles.
+        jobs = {name: [self.append_job(nap=0.5) for _ in range(4)]
+                for name in NAMES}
+        clients = {name: self.fed.customer(name) for name in NAMES}
+        try:
+            for c in clients.values():
+                c.hello()
+            for i in range(4):
+                for name in NAMES:
+                    job_id, desc = jobs[name][i]
+                    self.hand_in(clients[name], job_id, desc)
+        finally:
+            for c in clients.values():
+                c.close()
+
+        moved = 0
+        for origin in NAMES:
+            ids = [j for j, _ in jobs[origin]]
+            states = self.wait_final(origin, ids)
+            self.assertEqual(set(states.values()), {"done"}, states)
+            for job_id in ids:
+                fields, out, _ = self.result(origin, job_id)
+                self.assertEqual(self.fed.runner_by_folder(out),
+                                 fields["NODE"], (origin, fields, out))
+                self.assertEqual(self.fed.ran_at(job_id), [fields["NODE"]])
+                moved += fields["NODE"] != origin
+        self.assertGreater(moved, 0, "no job was relayed at all")
+        self.assert_ran_once_each([j for name in NAMES
+                                   for j, _ in jobs[name]])
+
+
+class PeerProtocolTest(federation.FederationTestCase):
+    """The peer verbs spoken by hand, over one federation for the class
+    (hop limit 3)."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.shared = federation.Federation(cls.certs, ROUTING_NODES,
+                                           hop_limit=HOP_LIMIT)
+        try:
+            cls.shared.start()
+        except Exception:
+            cls.shared.close()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.shared.close()
+        super().tearDownClass()
+
+    def setUp(self):
+        self.fed = self.shared
+        self.nodes = list(self.fed)
+
+    def test_hello_tells_peers_what_it_tells_customers_not(self):
+        with self.fed.peer_client(A, as_peer=B) as c:
+            peer_caps = capabilities(c.hello(B))
+        self.assertEqual(sorted(peer_caps["RUNTIMES"]), ["bash", "python"],
+                         "a node announces to peers only what it runs")
+        self.assertEqual(peer_caps.get("RELAY"), [str(HOP_LIMIT)])
+        self.assertEqual(peer_caps.get("CAPACITY"), [])
+        self.assertEqual(peer_caps.get("RETURN"), [])
+
+        with self.fed.customer(A) as c:
+            customer_caps = capabilities(c.hello())
+        self.assertEqual(sorted(customer_caps["RUNTIMES"]),
+                         ["bash", "perl", "python"])
+        for keyword in ("RELAY", "CAPACITY", "RETURN"):
+            self.assertNotIn(keyword, customer_caps)
+
+    def test_capacity_counts_slots_shared_by_runtimes(self):
+        # One of provider-c's two slots taken by a bash job: both of its
+        # runtimes show one free slot.
+        job_id, desc = self.append_job(nap=4)
+        with self.fed.customer(C) as c:
+            c.hello()
+            self.hand_in(c, job_id, desc)
+        self.fed[C].wait_for_log(r"%s job started" % job_id)
+        with self.fed.peer_client(C, as_peer=A) as c:
+            c.hello(A)
+            reply = c.command("CAPACITY")
+        self.assertEqual(reply.code, 250, reply)
+        self.assertEqual(reply.lines[0], "%s capacity" % C)
+        self.assertEqual(sorted(reply.lines[1:]),
+                         ["RUNTIME bash 1 0", "RUNTIME perl 1 0",
+                          "RUNTIME python 1 0"])
+
+    def test_relay_whose_trace_holds_the_receiver_is_refused(self):
+        job_id, desc = self.append_job(nap=0)
+        with self.fed.peer_client(A, as_peer=B) as c:
+            c.hello(B)
+            reply = relay(c, job_id, desc, APPEND_SCRIPT, 2, [A, B])
+            self.assertEqual((reply.code, reply.text),
+                             (557, "%s would loop: the trace already holds"
+                              " %s" % (job_id, A)))
+            self.assertEqual(c.command("NOOP").code, 250,
+                             "the session did not go on")
+        self.assertEqual(self.status_code(A, job_id), 550)
+
+    def test_relay_over_the_hop_limit_is_refused(self):
+        job_id, desc = self.append_job(nap=0)
+        trace = ["far-%d" % i for i in range(HOP_LIMIT)] + [B]
+        with self.fed.peer_client(A, as_peer=B) as c:
+            c.hello(B)
+            reply = relay(c, job_id, desc, APPEND_SCRIPT, HOP_LIMIT + 1,
+                          trace)
+            self.assertEqual((reply.code, reply.text),
+                             (557, "%s exceeds the hop limit of %d"
+                              % (job_id, HOP_LIMIT)))
+            self.assertEqual(self.status_code(A, job_id), 550)
+
+            # Exactly at the limit it is taken.
+            reply = relay(c, job_id, desc, APPEND_SCRIPT, HOP_LIMIT,
+                          trace[1:])
+            self.assertEqual((reply.code, reply.text),
+                             (250, job_id + " accepted"))
+        self.assertEqual(self.wait_final(A, [job_id]), {job_id: "done"})
+
+    def test_relay_without_hops_or_trace_is_a_syntax_error(self):
+        # Both parameters missing or one of them: 501 (the node may close,
+        # as for a line it cannot read). One malformed: 501 once the
+        # payload is read, and the session goes on. Nothing is stored.
+        job_id, desc = self.append_job(nap=0)
+        missing = ["", "HOPS=1", "TRACE=%s" % B]
+        malformed = ["HOPS=x TRACE=%s" % B, "HOPS=0 TRACE=%s" % B,
+                     "HOPS=2 TRACE=%s,,%s" % (C, B),
+                     "HOPS=1 TRACE=bad!name"]
+        for params in missing + malformed:
+            with self.subTest(params=params), \
+                    self.fed.peer_client(A, as_peer=B) as c:
+                c.hello(B)
+                reply = relay(c, job_id, desc, APPEND_SCRIPT, 0, [],
+                              params=params)
+                self.assertEqual(reply.code, 501, reply)
+                if params in malformed:
+                    self.assertEqual(c.command("NOOP").code, 250,
+                                     "the session did not go on")
+        self.assertEqual(self.status_code(A, job_id), 550)
+
+    def test_same_relay_twice_runs_once(self):
+        job_id, desc = self.append_job(nap=0.3)
+        with self.fed.peer_client(B, as_peer=C) as c:
+            c.hello(C)
+            reply = relay(c, job_id, desc, APPEND_SCRIPT, 1, [C])
+            self.assertEqual((reply.code, reply.text),
+                             (250, job_id + " accepted"))
+        # The reply was "lost": the sender tries again on a new link.
+        with self.fed.peer_client(B, as_peer=C) as c:
+            c.hello(C)
+            for _ in range(2):
+                reply = relay(c, job_id, desc, APPEND_SCRIPT, 1, [C])
+                self.assertEqual((reply.code, reply.text),
+                                 (250, job_id + " already accepted"))
+            reply = relay(c, job_id, desc, APPEND_SCRIPT + b"# other\n",
+                          1, [C])
+            self.assertEqual(reply.code, 556, reply)
+
+        self.assertEqual(self.wait_final(B, [job_id]), {job_id: "done"})
+        time.sleep(0.5)  # a second run, if there were one, has time to show
+        self.assertEqual(runs_in(self.runs_path()).count(job_id), 1)
+        self.assertEqual(self.fed.ran_at(job_id), [B])
+        report = self.report(B, job_id)
+        self.assertEqual((report["NODE"], report.get("TRACE")), (B, C))
+
+    def check_peer_verbs_refused(self, connect, who):
+        """CAPACITY, RELAY and RETURN each get 530 on a session from
+        `connect()`; RELAY and RETURN close it; nothing is stored."""
+        job_id, desc = self.append_job(nap=0)
+        with connect() as c:
+            c.hello()
+            reply = c.command("CAPACITY")
+            self.assertEqual((reply.code, reply.text),
+                             (530, "CAPACITY is for authenticated peers"),
+                             who)
+        with connect() as c:
+            c.hello()
+            reply = relay(c, job_id, desc, APPEND_SCRIPT, 1, [B],
+                          payload=False)
+            self.assertEqual((reply.code, reply.text),
+                             (530, "RELAY is for authenticated peers"), who)
+            self.assertTrue(c.is_closed(), "%s: RELAY 530 did not close"
+                            % who)
+        with connect() as c:
+            c.hello()
+            reply = return_result(c, job_id, done_report(job_id, B),
+                                  payload=False)
+            self.assertEqual((reply.code, reply.text),
+                             (530, "RETURN is for authenticated peers"), who)
+            self.assertTrue(c.is_closed(), "%s: RETURN 530 did not close"
+                            % who)
+        self.assertEqual(self.status_code(A, job_id), 550, who)
+
+    def test_peer_verbs_need_a_peer_certificate(self):
+        a = self.fed[A]
+        cases = [
+            ("plain listener", lambda: a.plain_client()),
+            ("TLS without certificate", lambda: self.fed.customer(A)),
+            ("certificate of another authority naming %s" % B,
+             lambda: self.fed.peer_client(A, B, other_authority=True)),
+            ("federation certificate of %s, no peer" % OUTSIDER,
+             lambda: self.fed.peer_client(A, OUTSIDER)),
+        ]
+        for who, connect in cases:
+            with self.subTest(who):
+                self.check_peer_verbs_refused(connect, who)
+
+        # The same verb with provider-b's own certificate is answered.
+        with self.fed.peer_client(A, B) as c:
+            c.hello(B)
+            self.assertEqual(c.command("CAPACITY").code, 250)
+
+    def test_return_of_a_job_not_relayed_to_the_sender_is_refused(self):
+        # A perl job handed in at provider-a ran at provider-c.
+        perl_id, perl_desc = self.append_job(runtime="perl")
+        own_id, own_desc = self.append_job(nap=0)
+        with self.fed.customer(A) as c:
+            c.hello()
+            self.hand_in(c, perl_id, perl_desc, PERL_SCRIPT)
+        self.assertEqual(self.wait_final(A, [perl_id]), {perl_id: "done"})
+        self.assertEqual(self.report(A, perl_id)["NODE"], C)
+        _, perl_out, _ = self.result(A, perl_id)
+        # One provider-a ran itself (its slot is free again).
+        with self.fed.customer(A) as c:
+            c.hello()
+            self.hand_in(c, own_id, own_desc)
+        self.assertEqual(self.wait_final(A, [own_id]), {own_id: "done"})
+        own_node = self.report(A, own_id)["NODE"]
+        unknown_id = new_job_id()
+
+        with self.fed.peer_client(A, as_peer=B) as c:
+            c.hello(B)
+            for job_id in (perl_id, unknown_id):
+                reply = return_result(c, job_id, done_report(job_id, B),
+                                      b"forged\n")
+                self.assertEqual((reply.code, reply.text),
+                                 (550, "no job %s was relayed to %s"
+                                  % (job_id, B)))
+        if own_node == A:
+            with self.fed.peer_client(A, as_peer=C) as c:
+                c.hello(C)
+                reply = return_result(c, own_id, done_report(own_id, C),
+                                      b"forged\n")
+                self.assertEqual(reply.code, 550, reply)
+
+        # From the peer it was relayed to: already stored, nothing changes.
+        with self.fed.peer_client(A, as_peer=C) as c:
+            c.hello(C)
+            reply = return_result(c, perl_id, done_report(perl_id, C),
+                                  b"forged\n")
+            self.assertEqual((reply.code, reply.text),
+                             (250, perl_id + " result already stored"))
+        fields, out, _ = self.result(A, perl_id)
+        self.assertEqual((fields["NODE"], out), (C, perl_out))
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,148 @@
+#!/usr/bin/python3
+"""The federation (issue 3) when a peer fails: a peer killed with SIGKILL
+while jobs are being relayed to it and started again loses no accepted
+job, runs each to its end exactly once, and every result reaches the
+origin; a job for a runtime that only a peer runs, handed in while that
+peer is down, is accepted and runs when it comes back (and is refused
+with 451 while the peer has never been seen).
+"""
+
+import re
+import time
+import unittest
+
+import federation
+from federation import (APPEND_SCRIPT, BASH, NAMES, PERL, PERL_SCRIPT,
+                        PYTHON)
+
+A, B, C = NAMES
+
+# Only provider-b and provider-c run the runtime `work`: every such job
+# handed in at provider-a is relayed.
+KILL_NODES = {
+    A: {"limits": {"slots": 1}},
+    B: {"limits": {"slots": 2},
+        "runtimes": {"bash": BASH, "work": BASH}},
+    C: {"limits": {"slots": 2},
+        "runtimes": {"bash": BASH, "work": BASH}},
+}
+# Only provider-c runs perl.
+DOWN_NODES = {
+    A: {"limits": {"slots": 1}},
+    B: {"limits": {"slots": 1}},
+    C: {"limits": {"slots": 1},
+        "runtimes": {"bash": BASH, "python": PYTHON, "perl": PERL}},
+}
+DOWN_SECONDS = 2.5
+
+
+class PeerFaultTest(federation.FederationTestCase):
+
+    def hand_in_all(self, name, jobs, script=APPEND_SCRIPT):
+        with self.fed.customer(name) as c:
+            c.hello()
+            for job_id, desc in jobs:
+                self.hand_in(c, job_id, desc, script)
+
+    def held_by(self, name, ids, peer):
+        """The ids that node `name` reports relayed to `peer`."""
+        out = []
+        with self.fed.customer(name) as c:
+            c.hello()
+            for job_id in ids:
+                fields = c.command("STATUS " + job_id).fields()
+                if (fields.get("STATE") == "relayed"
+                        and fields.get("RELAYED-TO") == peer):
+                    out.append(job_id)
+        return out
+
+    def test_peer_killed_while_jobs_are_relayed_to_it_loses_none(self):
+        self.federation(KILL_NODES)
+        a, b = self.fed[A], self.fed[B]
+
+        # More jobs than provider-b and provider-c have slots: provider-a
+        # is still relaying when provider-b dies.
+        before = [self.append_job(nap=1, runtime="work") for _ in range(8)]
+        self.hand_in_all(A, before)
+        b.wait_for_log(r"\S+ job started", timeout=15)
+        self.fed.kill(B)
+        b_had = self.held_by(A, [j for j, _ in before], B)
+
+        # Jobs handed in while it is down, then it comes back on the same
+        # configuration and spool.
+        after = [self.append_job(nap=1, runtime="work") for _ in range(4)]
+        self.hand_in_all(A, after)
+        time.sleep(DOWN_SECONDS)
+        b.start()
+
+        ids = [j for j, _ in before + after]
+        states = self.wait_final(A, ids, seconds=45)
+        self.assertEqual(set(states.values()), {"done"}, states)
+        in_doubt = set(re.findall(r"(\S+) job relay-failed peer=%s\b"
+                                  r".*\bresult=in-doubt" % B,
+                                  a.log_text()))
+        for job_id in ids:
+            fields, out, err = self.result(A, job_id)
+            self.assertIn(fields["NODE"], (B, C), fields)
+            self.assertEqual(fields.get("RELAYED-TO"), fields["NODE"])
+            self.assertEqual(self.fed.runner_by_folder(out), fields["NODE"],
+                             (fields, out))
+            self.assertEqual(out, b"%s ran in " % job_id.encode()
+                             + out.split(b" ran in ", 1)[1])
+            if job_id in b_had or job_id in in_doubt:
+                self.assertEqual(fields["NODE"], B, "job %s was in %s's"
+                                 " custody (or in doubt) but ran at %s"
+                                 % (job_id, B, fields["NODE"]))
+            self.fed[fields["NODE"]].mail(job_id)
+        self.assert_ran_once_each(ids)
+
+    def test_job_for_a_down_peers_runtime_runs_when_it_is_back(self):
+        self.federation(DOWN_NODES, start=False)
+        self.fed.start(A, B)
+
+        # provider-c has never been seen: nobody knows who runs perl yet.
+        job_id, desc = self.append_job(runtime="perl")
+        with self.fed.customer(A) as c:
+            c.hello()
+            reply = c.submit(job_id, desc, PERL_SCRIPT)
+        self.assertEqual((reply.code, reply.text),
+                         (451, "%s not stored: no reachable provider offers"
+                          " runtime perl now; try again later" % job_id))
+        self.assertEqual(self.status_code(A, job_id), 550)
+
+        # Seen once, then down.
+        self.fed.start(C)
+        self.fed.stop(C)
+        self.fed.wait_link(A, C, "down")
+        self.fed.wait_link(B, C, "down")
+
+        # Accepted at both other nodes; they wait.
+        at_a = self.append_job(runtime="perl")
+        at_b = self.append_job(runtime="perl")
+        code, out, err = self.fed[A].submit(PERL_SCRIPT, at_a[1],
+                                            "--job-id", at_a[0])
+        self.assertEqual((code, out), (0, at_a[0].encode() + b"\n"), err)
+        self.hand_in_all(B, [at_b], PERL_SCRIPT)
+        time.sleep(1.5)
+        for name, (job_id, _) in ((A, at_a), (B, at_b)):
+            self.assertEqual(self.report(name, job_id)["STATE"], "queued",
+                             "at %s" % name)
+
+        # provider-c comes back: both run there, the results come back.
+        self.fed.start(C)
+        code, out, err = self.fed[A].cloud_submit("--result", at_a[0],
+                                                  "--wait")
+        self.assertEqual(code, 0, err)
+        self.assertEqual(self.fed.runner_by_folder(out), C, out)
+        self.assertEqual(self.wait_final(B, [at_b[0]]), {at_b[0]: "done"})
+        for name, (job_id, _) in ((A, at_a), (B, at_b)):
+            fields, out, _ = self.result(name, job_id)
+            self.assertEqual((fields["STATE"], fields["NODE"],
+                              fields.get("RELAYED-TO")), ("done", C, C))
+            self.assertRegex(out, rb"^%s ran in \S+ with perl\n\Z"
+                             % job_id.encode())
+        self.assert_ran_once_each([at_a[0], at_b[0]])
+
+
+if __name__ == "__main__":
+    unittest.main()
