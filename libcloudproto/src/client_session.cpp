@@ -54,11 +54,13 @@ Capabilities Capabilities::from_reply(const Reply& hello) {
             params = hello.lines[i].substr(space + 1);
         caps.keywords[words[0]] = params;
         if (words[0] == "VERSION" && words.size() > 1)
-            caps.version = static_cast<int>(parse_decimal<std::uint64_t>(words[1]).value_or(0));
+            caps.version = static_cast<int>(
+                parse_decimal<std::uint64_t>(words[1]).value_or(0));
         else if (words[0] == "RUNTIMES")
             caps.runtimes.assign(words.begin() + 1, words.end());
         else if (words[0] == "MAX-JOB-BYTES" && words.size() > 1)
-            caps.max_job_bytes = parse_decimal<std::uint64_t>(words[1]).value_or(0);
+            caps.max_job_bytes =
+                parse_decimal<std::uint64_t>(words[1]).value_or(0);
         else if (words[0] == "MAX-OUTPUT-BYTES" && words.size() > 1)
             caps.max_output_bytes =
                 parse_decimal<std::uint64_t>(words[1]).value_or(0);
@@ -79,7 +81,9 @@ ClientSession::ClientSession(asio::any_io_executor executor,
                              asio::ssl::context* tls, duration timeout)
     : executor_(std::move(executor)), tls_(tls), timeout_(timeout) {}
 
-ClientSession::~ClientSession() { close(); }
+ClientSession::~ClientSession() {
+    close();
+}
 
 void ClientSession::close() {
     if (connection_)
@@ -103,7 +107,8 @@ std::nullopt_t ClientSession::fail(std::string what, std::error_code ec) {
 }
 
 asio::awaitable<std::optional<Reply>>
-ClientSession::connect(const std::string& host, const std::string& port) {
+ClientSession::connect(const std::string& host, const std::string& port,
+                       bool check_host) {
     using tcp = asio::ip::tcp;
     std::error_code ec;
     auto token = asio::redirect_error(asio::use_awaitable, ec);
@@ -133,7 +138,7 @@ ClientSession::connect(const std::string& host, const std::string& port) {
         connection_ =
             std::make_shared<Connection>(std::move(socket), max_line_bytes);
     connection_->arm(timeout_);
-    auto hs = co_await connection_->client_handshake(host);
+    auto hs = co_await connection_->client_handshake(host, check_host);
     if (hs)
         co_return fail(fmt::format("TLS handshake with {}:{} failed: {}", host,
                                    port, hs.message()),
@@ -246,6 +251,50 @@ asio::awaitable<std::error_code> ClientSession::read_output(std::uint64_t n,
         n -= want;
     }
     co_return std::error_code{};
+}
+
+tls::PeerCertificate ClientSession::peer_certificate() {
+    return tls::peer_certificate(connection_ ? connection_->native_tls()
+                                             : nullptr);
+}
+
+asio::awaitable<std::optional<Reply>> ClientSession::capacity() {
+    co_return co_await command("CAPACITY");
+}
+
+asio::awaitable<std::optional<Reply>>
+ClientSession::relay(const std::string& job_id, const std::string& descriptor,
+                     const std::string& script, const RelayRoute& route) {
+    if (!connection_)
+        co_return fail("not connected");
+    connection_->queue(fmt::format("RELAY {} {} {} {}\r\n", job_id,
+                                   descriptor.size(), script.size(),
+                                   route.parameters()));
+    connection_->queue(descriptor);
+    connection_->queue(script);
+    sent_whole_ = false;
+    connection_->arm(timeout_);
+    auto flushed = co_await connection_->flush();
+    if (flushed)
+        co_return fail("connection lost: " + flushed.message(), flushed);
+    sent_whole_ = true;
+    co_return co_await command({});
+}
+
+asio::awaitable<std::optional<Reply>>
+ClientSession::give_back(const std::string& job_id, const JobReport& report,
+                         const std::string& out, const std::string& err) {
+    std::string lines;
+    for (const auto& f : report.to_fields())
+        lines += format_field(f) + "\r\n";
+    if (!connection_)
+        co_return fail("not connected");
+    connection_->queue(fmt::format("RETURN {} {} {} {}\r\n", job_id,
+                                   lines.size(), out.size(), err.size()));
+    connection_->queue(lines);
+    connection_->queue(out);
+    connection_->queue(err);
+    co_return co_await command({});
 }
 
 asio::awaitable<std::optional<Reply>> ClientSession::quit() {

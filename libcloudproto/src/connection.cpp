@@ -48,6 +48,11 @@ bool Connection::is_tls() const {
     return stream_.index() == 1;
 }
 
+SSL* Connection::native_tls() {
+    auto* tls = std::get_if<1>(&stream_);
+    return tls ? tls->native_handle() : nullptr;
+}
+
 Connection::tcp::socket& Connection::socket() {
     if (auto* plain = std::get_if<0>(&stream_))
         return *plain;
@@ -72,7 +77,7 @@ asio::awaitable<std::error_code> Connection::server_handshake() {
 }
 
 asio::awaitable<std::error_code>
-Connection::client_handshake(const std::string& host) {
+Connection::client_handshake(const std::string& host, bool check_host) {
     std::error_code ec;
     auto* tls = std::get_if<1>(&stream_);
     if (!tls)
@@ -81,7 +86,8 @@ Connection::client_handshake(const std::string& host) {
     // SNI, and the name the certificate must carry.
     SSL* ssl = tls->native_handle();
     SSL_set_tlsext_host_name(ssl, host.c_str());
-    SSL_set1_host(ssl, host.c_str());
+    if (check_host)
+        SSL_set1_host(ssl, host.c_str());
     co_await tls->async_handshake(
         asio::ssl::stream_base::client,
         asio::redirect_error(asio::use_awaitable, ec));

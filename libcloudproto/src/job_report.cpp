@@ -110,6 +110,10 @@ std::vector<Field> JobReport::to_fields() const {
         add("RUNTIME", runtime);
     if (!node.empty())
         add("NODE", node);
+    if (!relayed_to.empty())
+        add("RELAYED-TO", relayed_to);
+    if (!trace.empty())
+        add("TRACE", trace);
     add_time("ACCEPTED", accepted);
     add_time("STARTED", started);
     add_time("FINISHED", finished);
@@ -151,6 +155,10 @@ std::optional<JobReport> JobReport::from_fields(const std::vector<Field>& f) {
             r.runtime = value;
         } else if (key == "NODE") {
             r.node = value;
+        } else if (key == "RELAYED-TO") {
+            r.relayed_to = value;
+        } else if (key == "TRACE") {
+            r.trace = value;
         } else if (key == "ACCEPTED") {
             r.accepted = parse_timestamp(value);
         } else if (key == "STARTED") {

@@ -5,8 +5,10 @@
 #pragma once
 
 #include "cloudproto/connection.hpp"
+#include "cloudproto/federation.hpp"
 #include "cloudproto/job_report.hpp"
 #include "cloudproto/reply.hpp"
+#include "cloudproto/tls.hpp"
 
 #include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
@@ -62,9 +64,13 @@ public:
     // running (its timeout watchdog does).
     void close();
 
-    // Resolves, connects, shakes hands and reads the greeting.
+    // Resolves, connects, shakes hands and reads the greeting. With
+    // `check_host` false the certificate is not checked against `host`:
+    // the caller judges peer_certificate() itself (links between peers).
     asio::awaitable<std::optional<Reply>> connect(const std::string& host,
-                                                  const std::string& port);
+                                                  const std::string& port,
+                                                  bool check_host = true);
+    tls::PeerCertificate peer_certificate();
     asio::awaitable<std::optional<Reply>> hello(const std::string& name);
     asio::awaitable<std::optional<Reply>> submit(const std::string& job_id,
                                                  const std::string& descriptor,
@@ -82,6 +88,20 @@ public:
     asio::awaitable<std::optional<Reply>> result(const std::string& job_id,
                                                  JobResult& result);
     asio::awaitable<std::optional<Reply>> quit();
+
+    // The verbs between peers (proto-spec "Federation").
+    asio::awaitable<std::optional<Reply>> capacity();
+    asio::awaitable<std::optional<Reply>> relay(const std::string& job_id,
+                                                const std::string& descriptor,
+                                                const std::string& script,
+                                                const RelayRoute& route);
+    asio::awaitable<std::optional<Reply>>
+    give_back(const std::string& job_id, const JobReport& report,
+              const std::string& out, const std::string& err);
+
+    // After a nullopt from relay(): whether the whole command had left
+    // before the connection failed (the peer may hold the job).
+    bool sent_whole() const { return sent_whole_; }
 
     const Capabilities& capabilities() const { return capabilities_; }
     const std::string& error() const { return error_; }
@@ -112,6 +132,7 @@ private:
     std::string error_;
     bool transient_ = false;
     bool node_replied_ = false; // the greeting came on this connection
+    bool sent_whole_ = false;
 };
 
 // A job report from the KEY value lines of a reply.

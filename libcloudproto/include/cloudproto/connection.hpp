@@ -38,12 +38,17 @@ public:
     ~Connection();
 
     bool is_tls() const;
+    // The TLS session, for what the other end's certificate proves; null
+    // on a plain connection.
+    SSL* native_tls();
     const std::string& remote() const { return remote_; }
 
     // TLS handshakes; they succeed at once on a plain connection. The
     // client's checks the certificate against `host`.
     asio::awaitable<std::error_code> server_handshake();
-    asio::awaitable<std::error_code> client_handshake(const std::string& host);
+    // `check_host` false: only SNI; the caller judges the certificate.
+    asio::awaitable<std::error_code> client_handshake(const std::string& host,
+                                                      bool check_host = true);
 
     // From now on, reads and writes fail with asio::error::timed_out once
     // `limit` has passed, until the next arm() or disarm().

@@ -38,6 +38,8 @@ struct JobReport {
     JobState state = JobState::queued;
     std::string runtime;
     std::string node; // the node that holds the job, or ran it
+    std::string relayed_to; // the peer this node handed the job to
+    std::string trace;      // nodes a relayed job crossed: "a,b"
     std::optional<Clock::time_point> accepted;
     std::optional<Clock::time_point> started;
     std::optional<Clock::time_point> finished;

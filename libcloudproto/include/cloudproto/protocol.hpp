@@ -48,12 +48,14 @@ inline constexpr int insufficient_storage = 452;
 inline constexpr int syntax_error = 500;
 inline constexpr int parameter_error = 501;
 inline constexpr int bad_sequence = 503;
+inline constexpr int peer_required = 530;
 inline constexpr int no_such_job = 550;
 inline constexpr int job_too_large = 552;
 inline constexpr int descriptor_rejected = 553;
 inline constexpr int runtime_not_offered = 554;
 inline constexpr int parameter_not_recognised = 555;
 inline constexpr int job_id_conflict = 556;
+inline constexpr int would_loop = 557;
 } // namespace reply_code
 
 } // namespace cloudproto
