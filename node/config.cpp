@@ -1,8 +1,10 @@
 #include "node/config.hpp"
 
 #include "cloudproto/descriptor.hpp"
+#include "cloudproto/federation.hpp"
 #include "cloudproto/log.hpp"
 #include "cloudproto/protocol.hpp"
+#include "cloudproto/text.hpp"
 #include "cloudproto/tls.hpp"
 
 #include <asio/ip/address.hpp>
@@ -200,6 +202,99 @@ std::vector<Runtime> read_runtimes(const toml::table& root,
     return out;
 }
 
+constexpr std::string_view node_name_rule =
+    "must be 1 to 64 of letters, digits, '.' and '-'";
+
+// "sha256:AB:CD:..." or plain hex, any case -> 64 lower-case hex digits;
+// empty when it is not a SHA-256 fingerprint.
+std::string normalise_fingerprint(std::string text) {
+    if (text.size() > 7 && (text.compare(0, 7, "sha256:") == 0 ||
+                            text.compare(0, 7, "SHA256:") == 0))
+        text.erase(0, 7);
+    std::string hex;
+    for (char ch : text) {
+        if (ch == ':')
+            continue;
+        if (ch >= 'A' && ch <= 'F')
+            ch = static_cast<char>(ch - 'A' + 'a');
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')))
+            return {};
+        hex += ch;
+    }
+    return hex.size() == 64 ? hex : std::string();
+}
+
+// One [[peers]] entry.
+Peer read_peer(const toml::table& entry, const std::filesystem::path& file,
+               std::size_t index) {
+    Reader r(entry, file, fmt::format("peers[{}].", index));
+    r.only("", {"name", "address", "fingerprint"});
+    Peer p;
+    p.name = r.string("name", {}, true);
+    if (!cloudproto::is_valid_node_name(p.name))
+        r.fail("name", node_name_rule);
+    auto address = r.string("address", {}, true);
+    auto colon = address.rfind(':');
+    if (colon == std::string::npos || colon == 0 ||
+        !cloudproto::parse_count(address.substr(colon + 1), 5))
+        r.fail("address", fmt::format("'{}' must be host:port", address));
+    p.host = address.substr(0, colon);
+    if (p.host.size() > 2 && p.host.front() == '[')
+        p.host = p.host.substr(1, p.host.size() - 2);
+    p.port = address.substr(colon + 1);
+    if (auto* f = r.find("fingerprint")) {
+        p.fingerprint = normalise_fingerprint(f->value_or(std::string()));
+        if (p.fingerprint.empty())
+            r.fail("fingerprint", "must be the certificate's SHA-256 "
+                                  "fingerprint, as openssl x509 "
+                                  "-fingerprint -sha256 prints it");
+    }
+    return p;
+}
+
+// [federation] and [[peers]]: who this node exchanges jobs with, and how
+// it recognises them.
+Federation read_federation(const toml::table& root,
+                           const std::filesystem::path& file, const Reader& r,
+                           const Config& c) {
+    Federation f;
+    using std::chrono::seconds;
+    if (r.find("federation.authority"))
+        f.authority = r.path("federation.authority", {});
+    f.hop_limit =
+        r.integer("federation.hop_limit", cloudproto::default_hop_limit, 1, 64);
+    f.capacity_interval =
+        seconds{r.integer("federation.capacity_interval_seconds", 2, 1, 3600)};
+    f.relay_timeout =
+        seconds{r.integer("federation.relay_timeout_seconds", 30, 1, 3600)};
+
+    auto* peers = root.get("peers");
+    if (!peers)
+        return f;
+    auto* list = peers->as_array();
+    if (!list)
+        r.fail("peers", "must be an array of tables: [[peers]]");
+    for (std::size_t i = 0; i < list->size(); ++i) {
+        auto* entry = (*list)[i].as_table();
+        if (!entry)
+            r.fail("peers", "must be an array of tables: [[peers]]");
+        Peer p = read_peer(*entry, file, i);
+        auto where = fmt::format("peers[{}].name", i);
+        if (p.name == c.name)
+            r.fail(where, "is this node's own name");
+        if (f.find_peer(p.name))
+            r.fail(where, fmt::format("{} is listed twice", p.name));
+        if (f.authority.empty() && p.fingerprint.empty())
+            r.fail(fmt::format("peers[{}]", i),
+                   "needs a fingerprint when [federation] names no "
+                   "authority");
+        f.peers.push_back(std::move(p));
+    }
+    if (c.listen_tls.empty())
+        r.fail("peers", "need a TLS listener and certificate ([listen] tls)");
+    return f;
+}
+
 bool is_loopback(const std::string& host) {
     std::error_code ec;
     auto a = asio::ip::make_address(host, ec);
@@ -207,6 +302,14 @@ bool is_loopback(const std::string& host) {
 }
 
 } // namespace
+
+const Peer* Federation::find_peer(std::string_view wanted) const {
+    for (const auto& p : peers) {
+        if (p.name == wanted)
+            return &p;
+    }
+    return nullptr;
+}
 
 const Runtime* Config::find_runtime(std::string_view wanted) const {
     for (const auto& rt : runtimes) {
@@ -231,10 +334,8 @@ Config parse_config(std::string_view text, const std::filesystem::path& file) {
 
     // [node]
     c.name = r.string("node.name", {}, true);
-    for (char ch : c.name) {
-        if (ch <= ' ' || ch > '~')
-            r.fail("node.name", "must be printable ASCII without spaces");
-    }
+    if (!cloudproto::is_valid_node_name(c.name))
+        r.fail("node.name", node_name_rule);
     c.spool_dir = r.path("node.spool_dir", {}, true);
     c.work_dir = r.path("node.work_dir", (c.spool_dir / "work").string());
     c.log_level = r.string("node.log_level", "info");
@@ -294,8 +395,10 @@ Config parse_config(std::string_view text, const std::filesystem::path& file) {
         r.integer("mail.inline_limit_bytes", 16 * 1024, 0, 1024 * 1024);
 
     c.runtimes = read_runtimes(root, file, r);
+    c.federation = read_federation(root, file, r, c);
 
-    r.only("", {"node", "listen", "tls", "limits", "mail", "runtimes"});
+    r.only("", {"node", "listen", "tls", "limits", "mail", "runtimes",
+                "federation", "peers"});
     r.only("node", {"name", "spool_dir", "work_dir", "log_level"});
     r.only("listen", {"tls", "plain"});
     r.only("tls", {"certificate", "private_key"});
@@ -305,12 +408,23 @@ Config parse_config(std::string_view text, const std::filesystem::path& file) {
             "idle_timeout_seconds", "handshake_timeout_seconds",
             "result_retention_hours"});
     r.only("mail", {"from", "outbox_dir", "inline_limit_bytes"});
+    r.only("federation", {"authority", "hop_limit", "capacity_interval_seconds",
+                          "relay_timeout_seconds"});
     return c;
 }
 
 void check_tls_files(const Config& c) {
     if (c.listen_tls.empty())
         return;
+    const auto& authority = c.federation.authority;
+    if (!authority.empty()) {
+        try {
+            auto probe = cloudproto::tls::make_client_context(authority);
+        } catch (const std::runtime_error& e) {
+            throw ConfigError(fmt::format("{}: federation.authority: {}",
+                                          c.file.string(), e.what()));
+        }
+    }
     try {
         cloudproto::tls::make_server_context(c.certificate, c.private_key);
     } catch (const std::runtime_error& e) {

@@ -23,6 +23,26 @@ struct ListenAddress {
     std::uint16_t port = 0; // 0: any free port (tests)
 };
 
+// A provider this node exchanges jobs with (proto-spec "Peers").
+struct Peer {
+    std::string name; // must be named by its certificate
+    std::string host; // where its TLS listener is
+    std::string port;
+    std::string fingerprint; // SHA-256 of its certificate, lower-case
+                             // hex; empty: not pinned
+};
+
+struct Federation {
+    std::filesystem::path authority; // signs peers' certificates; empty:
+                                     // every peer is pinned instead
+    std::size_t hop_limit = 8;
+    std::chrono::seconds capacity_interval{2};
+    std::chrono::seconds relay_timeout{30};
+    std::vector<Peer> peers;
+
+    const Peer* find_peer(std::string_view name) const;
+};
+
 struct Config {
     std::filesystem::path file; // where it was read from
 
@@ -52,6 +72,7 @@ struct Config {
     std::size_t mail_inline_limit_bytes = 16 * 1024;
 
     std::vector<Runtime> runtimes;
+    Federation federation;
 
     const Runtime* find_runtime(std::string_view name) const;
 };

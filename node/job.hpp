@@ -3,10 +3,13 @@
 #pragma once
 
 #include "cloudproto/descriptor.hpp"
+#include "cloudproto/federation.hpp"
 #include "cloudproto/job_report.hpp"
 
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace cloudnode {
 
@@ -18,7 +21,19 @@ struct Job {
     std::string digest;          // of both, for idempotent hand-in
     bool durable = false;        // on stable storage: the node owns it
 
+    // A job relayed in: the route it came by (empty for a hand-in).
+    cloudproto::RelayRoute route;
+    // The peer this node is handing it to, or handed it to; empty while
+    // it is not on its way out.
+    std::string relay_peer;
+    // RELAY went out whole but no reply came: the peer may hold the job,
+    // so only that peer may be asked again.
+    bool in_doubt = false;
+    // Peers that will never take it, and what they said.
+    std::vector<std::pair<std::string, std::string>> refused_by;
+
     const std::string& id() const { return report.job_id; }
+    bool relayed_in() const { return !route.trace.empty(); }
 };
 
 // SHA-256 (hex) of a hand-in, unambiguous about where the descriptor ends.

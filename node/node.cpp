@@ -21,7 +21,11 @@ constexpr std::chrono::seconds shutdown_grace{5};
 std::optional<asio::ssl::context> make_tls(const Config& c) {
     if (c.listen_tls.empty())
         return std::nullopt;
-    return cloudproto::tls::make_server_context(c.certificate, c.private_key);
+    auto ctx =
+        cloudproto::tls::make_server_context(c.certificate, c.private_key);
+    if (!c.federation.peers.empty())
+        cloudproto::tls::ask_for_peer_certificates(ctx, c.federation.authority);
+    return ctx;
 }
 
 const Config& prepared(const Config& c) {
@@ -40,9 +44,13 @@ Node::Node(Config config)
       spool_(io_, prepared(config_).spool_dir, config_.outbox_dir),
       executor_(io_, config_.work_dir),
       scheduler_(io_, config_, jobs_, spool_, executor_),
-      session_context_{config_, jobs_, spool_, scheduler_},
+      router_(io_, config_, jobs_, spool_, scheduler_),
+      session_context_{config_, jobs_, spool_, scheduler_, router_},
       server_(io_, session_context_, tls_ ? &*tls_ : nullptr),
-      signals_(io_, SIGINT, SIGTERM), shutdown_deadline_(io_) {}
+      signals_(io_, SIGINT, SIGTERM), shutdown_deadline_(io_) {
+    scheduler_.on_slot_free = [this] { router_.place_waiting(); };
+    scheduler_.on_result_stored = [this](Job& job) { router_.give_back(job); };
+}
 
 void Node::recover() {
     auto found = spool_.recover(config_.result_retention);
@@ -51,26 +59,30 @@ void Node::recover() {
 
     for (auto& job : found.finished)
         jobs_.insert(std::move(job));
+    router_.owe_returns(found.owed_returns);
 
     // Jobs that were accepted and not finished: they run again.
     for (auto& job : found.unfinished) {
         auto parsed = cloudproto::parse_descriptor(job.descriptor_text);
         job.digest = payload_digest(job.descriptor_text, job.script);
         job.report.node = config_.name;
+        job.report.trace = job.route.trace_text();
         if (auto* d = std::get_if<cloudproto::Descriptor>(&parsed)) {
             job.descriptor = std::move(*d);
             job.report.runtime = job.descriptor.runtime;
         }
-        log::info(job.id(), "job", "recovered", "runtime={}",
-                  log::value(job.report.runtime));
+        log::info(job.id(), "job", "recovered", "runtime={} relay_peer={}",
+                  log::value(job.report.runtime),
+                  job.relay_peer.empty() ? "none" : job.relay_peer);
         Job& stored = jobs_.insert(std::move(job));
-        scheduler_.enqueue(stored);
+        router_.place(stored);
     }
 }
 
 int Node::run() {
     recover();
     server_.listen();
+    router_.start();
 
     std::string runtimes;
     for (const auto& rt : config_.runtimes)
@@ -96,6 +108,7 @@ void Node::shut_down(int signal) {
     log::info("-", "node", "stopping", "signal={} running={} queued={}", signal,
               scheduler_.running(), scheduler_.queued());
     server_.stop();
+    router_.stop();
 
     signals_.async_wait([this](std::error_code ec, int) {
         if (!ec)

@@ -5,6 +5,7 @@
 #include "node/config.hpp"
 #include "node/executor.hpp"
 #include "node/job_table.hpp"
+#include "node/router.hpp"
 #include "node/scheduler.hpp"
 #include "node/server.hpp"
 #include "node/session.hpp"
@@ -38,6 +39,7 @@ private:
     Executor executor_;
     JobTable jobs_;
     Scheduler scheduler_;
+    Router router_;
     SessionContext session_context_;
     Server server_;
     asio::signal_set signals_;

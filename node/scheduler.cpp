@@ -22,6 +22,25 @@ void Scheduler::enqueue(Job& job) {
     start_next();
 }
 
+std::size_t Scheduler::queued(std::string_view runtime) const {
+    std::size_t n = 0;
+    for (const auto& id : queue_) {
+        const Job* job = jobs_.find(id);
+        if (job && job->descriptor.runtime == runtime)
+            ++n;
+    }
+    return n;
+}
+
+void Scheduler::fail(Job& job, std::string error) {
+    ExecutionResult r;
+    r.kind = ExecutionResult::Kind::failed_to_start;
+    r.started = r.finished = cloudproto::Clock::now();
+    r.error = std::move(error);
+    log::info(job.id(), "job", "unrunnable", "error={}", log::value(r.error));
+    complete(job, std::move(r));
+}
+
 void Scheduler::stop(std::function<void()> drained) {
     stopping_ = true;
     for (auto& timer : retries_)
@@ -85,11 +104,16 @@ void Scheduler::finish(const std::string& id, ExecutionResult r) {
         return;
     }
     start_next();
-    Job* job = jobs_.find(id);
-    if (!job)
-        return;
+    if (Job* job = jobs_.find(id))
+        complete(*job, std::move(r));
+    if (on_slot_free && free_slots() > 0)
+        on_slot_free();
+}
 
-    // The report as it will be stored; the table shows it once durable.
+// The job's report becomes final, and the result and mail are stored.
+void Scheduler::complete(Job& job_ref, ExecutionResult r) {
+    Job* job = &job_ref;
+    const std::string& id = job->id();
     cloudproto::JobReport report = job->report;
     report.started = r.started;
     report.finished = r.finished;
@@ -130,16 +154,19 @@ void Scheduler::finish(const std::string& id, ExecutionResult r) {
     result->out = std::move(r.out.bytes);
     result->err = std::move(r.err.bytes);
     result->mail = std::move(mail);
+    if (job->relayed_in())
+        result->return_to = job->route.trace.back();
     store(std::move(result));
 }
 
-// Stores the result and its mail; until that succeeds the node still
+// Stores the result and its mail (and, for a job relayed in, that its
+// result is owed to the peer it came from); until that succeeds the node still
 // owes them, so a failure (a full disk, say) is retried with growing
 // delays, and the job shows as running meanwhile.
 void Scheduler::store(std::shared_ptr<FinishedJob> result) {
     const Job& stored = result->job;
     spool_.store_result(
-        stored, result->out, result->err, result->mail,
+        stored, result->out, result->err, result->mail, result->return_to,
         [this, result](const std::string& error) {
             const std::string& id = result->job.id();
             Job* job = jobs_.find(id);
@@ -159,6 +186,8 @@ void Scheduler::store(std::shared_ptr<FinishedJob> result) {
             jobs_.set_state(*job, job->report.state);
             log::info(id, "mail", "delivered", "result=ok outbox={}",
                       log::value(spool_.mail_path(id).string()));
+            if (on_result_stored)
+                on_result_stored(*job);
         });
 }
 

@@ -28,13 +28,26 @@ public:
     // `job` is durable: it runs as soon as a slot is free.
     void enqueue(Job& job);
 
+    // Ends a job that cannot run anywhere as `failed`, with its result
+    // and mail stored as for a job that ran.
+    void fail(Job& job, std::string error);
+
+    // Called when a slot frees (the router may have work for it), and
+    // when a job's result is stored.
+    std::function<void()> on_slot_free;
+    std::function<void(Job&)> on_result_stored;
+
     // Starts nothing more; jobs killed from now on are not finished but
     // left in the spool, to run again after a restart. `drained` runs
     // once no job is running any more.
     void stop(std::function<void()> drained);
 
     std::size_t queued() const { return queue_.size(); }
+    std::size_t queued(std::string_view runtime) const;
     std::size_t running() const { return running_; }
+    std::size_t free_slots() const {
+        return running_ < config_.slots ? config_.slots - running_ : 0;
+    }
 
 private:
     // A job that ran, with what the node owes for it until stored.
@@ -43,6 +56,7 @@ private:
         std::string out;
         std::string err;
         std::string mail;
+        std::string return_to; // the peer owed it, for a job relayed in
         std::chrono::seconds retry_delay = first_retry_delay;
     };
     static constexpr std::chrono::seconds first_retry_delay{1};
@@ -51,6 +65,7 @@ private:
     void start_next();
     void start(Job& job);
     void finish(const std::string& id, ExecutionResult result);
+    void complete(Job& job, ExecutionResult result);
     void store(std::shared_ptr<FinishedJob> result);
     void retry(std::shared_ptr<FinishedJob> result);
 

@@ -67,16 +67,29 @@ std::string_view to_string(Session::State state) {
 }
 
 const Session::Verb Session::verbs[] = {
-    {"HELLO", false, 1, 1, &Session::proceed_hello, "HELLO <client-name>"},
-    // SUBMIT checks HELLO itself, once its payload is out of the way.
-    {"SUBMIT", false, 3, 32, &Session::proceed_submit,
+    {"HELLO", false, false, false, 1, 1, &Session::proceed_hello,
+     "HELLO <client-name>"},
+    // SUBMIT, RELAY and RETURN check HELLO themselves, once their payload
+    // is out of the way.
+    {"SUBMIT", false, true, false, 3, 32, &Session::proceed_submit,
      "SUBMIT <job-id> <descriptor-octets> <script-octets> [KEY=VALUE ...]"},
-    {"STATUS", true, 1, 1, &Session::proceed_status, "STATUS <job-id>"},
-    {"WAIT", true, 2, 2, &Session::proceed_wait, "WAIT <job-id> <seconds>"},
-    {"RESULT", true, 1, 1, &Session::proceed_result, "RESULT <job-id>"},
-    {"NOOP", false, 0, 0, &Session::proceed_noop, "NOOP"},
-    {"HELP", false, 0, 1, &Session::proceed_help, "HELP"},
-    {"QUIT", false, 0, 0, &Session::proceed_quit, "QUIT"},
+    {"STATUS", true, false, false, 1, 1, &Session::proceed_status,
+     "STATUS <job-id>"},
+    {"WAIT", true, false, false, 2, 2, &Session::proceed_wait,
+     "WAIT <job-id> <seconds>"},
+    {"RESULT", true, false, false, 1, 1, &Session::proceed_result,
+     "RESULT <job-id>"},
+    {"NOOP", false, false, false, 0, 0, &Session::proceed_noop, "NOOP"},
+    {"HELP", false, false, false, 0, 1, &Session::proceed_help, "HELP"},
+    {"QUIT", false, false, false, 0, 0, &Session::proceed_quit, "QUIT"},
+    // Between peers only.
+    {"CAPACITY", true, false, true, 0, 0, &Session::proceed_capacity,
+     "CAPACITY"},
+    {"RELAY", false, true, true, 5, 32, &Session::proceed_relay,
+     "RELAY <job-id> <descriptor-octets> <script-octets> HOPS=<n> "
+     "TRACE=<node>[,<node>...]"},
+    {"RETURN", false, true, true, 4, 4, &Session::proceed_return,
+     "RETURN <job-id> <report-octets> <stdout-octets> <stderr-octets>"},
 };
 
 Session::Session(SessionContext& context,
@@ -132,6 +145,7 @@ asio::awaitable<void> Session::run(bool refuse) {
         co_return co_await close("tls");
     }
 
+    identify_peer();
     if (refuse) {
         reply_and_close(code::unavailable, cfg.name + " too many connections",
                         "busy");
@@ -200,8 +214,11 @@ asio::awaitable<void> Session::dispatch(const std::string& line) {
     }
     Command cmd{upper(words.empty() ? std::string() : words[0]),
                 {words.begin() + (words.empty() ? 0 : 1), words.end()}};
-    auto verb = std::find_if(std::begin(verbs), std::end(verbs),
-                             [&](const Verb& v) { return v.name == cmd.verb; });
+    bool federated = !ctx_.config.federation.peers.empty();
+    auto verb =
+        std::find_if(std::begin(verbs), std::end(verbs), [&](const Verb& v) {
+            return v.name == cmd.verb && (federated || !v.federation);
+        });
     if (verb == std::end(verbs)) {
         reply(code::syntax_error, "unknown verb " + log::value(cmd.verb, 32));
         co_return;
@@ -211,7 +228,7 @@ asio::awaitable<void> Session::dispatch(const std::string& line) {
         co_return;
     }
     if (cmd.args.size() < verb->min_args || cmd.args.size() > verb->max_args) {
-        if (cmd.verb == "SUBMIT") {
+        if (verb->carries_payload) {
             // Where its payload ends is unknown: nothing can follow.
             reply_and_close(code::parameter_error,
                             fmt::format("syntax: {}", verb->syntax),
@@ -234,9 +251,15 @@ asio::awaitable<void> Session::proceed_hello(const Command& cmd) {
     }
     client_name_ = cmd.args[0];
 
-    std::string runtimes;
-    for (const auto& rt : cfg.runtimes)
-        runtimes += (runtimes.empty() ? "" : " ") + rt.name;
+    // A peer learns what this node runs; a customer, what it accepts.
+    std::vector<std::string> names;
+    if (peer_) {
+        for (const auto& rt : cfg.runtimes)
+            names.push_back(rt.name);
+    } else {
+        names = ctx_.router.runtimes_accepted();
+    }
+    std::string runtimes = fmt::format("{}", fmt::join(names, " "));
     std::vector<std::string> lines = {
         fmt::format("{} hello {}", cfg.name, client_name_),
         fmt::format("VERSION {}", cloudproto::protocol_version),
@@ -249,6 +272,11 @@ asio::awaitable<void> Session::proceed_hello(const Command& cmd) {
         "WAIT",
         "PIPELINING",
     };
+    if (peer_) {
+        lines.push_back(fmt::format("RELAY {}", cfg.federation.hop_limit));
+        lines.push_back("CAPACITY");
+        lines.push_back("RETURN");
+    }
     reply(code::ok, lines);
     if (state_ != State::ready) {
         log::info(id_, "session", "hello", "client={}",
@@ -259,8 +287,36 @@ asio::awaitable<void> Session::proceed_hello(const Command& cmd) {
 }
 
 asio::awaitable<void> Session::proceed_submit(const Command& cmd) {
+    co_await receive_job(cmd);
+}
+
+// Reads a payload of `total` octets; nullopt when the session ends
+// instead (timed out, or cut).
+asio::awaitable<std::optional<std::string>>
+Session::read_payload(const Command&, std::uint64_t total) {
+    const auto& cfg = ctx_.config;
+    std::string payload;
+    connection_->arm(cfg.idle_timeout);
+    auto ec = co_await connection_->read_payload(total, payload);
+    if (ec == asio::error::timed_out) {
+        reply_and_close(code::unavailable, cfg.name + " idle timeout",
+                        "payload-timeout");
+        co_return std::nullopt;
+    }
+    if (ec) {
+        close_reason_ = "payload-cut";
+        enter_state(State::closing);
+        co_return std::nullopt;
+    }
+    co_return payload;
+}
+
+// SUBMIT, or RELAY with the route the job came by (checked once the
+// payload is read, in the spec's order).
+asio::awaitable<void> Session::receive_job(const Command& cmd) {
     const auto& cfg = ctx_.config;
     const std::string& id = cmd.args[0];
+    bool relay = cmd.verb == "RELAY";
     auto dsize = parse_size(cmd.args[1]);
     auto ssize = parse_size(cmd.args[2]);
 
@@ -284,27 +340,20 @@ asio::awaitable<void> Session::proceed_submit(const Command& cmd) {
     }
 
     // The payload, whatever is wrong with the rest.
-    std::string payload;
-    connection_->arm(cfg.idle_timeout);
-    auto ec = co_await connection_->read_payload(total, payload);
-    if (ec == asio::error::timed_out) {
-        reply_and_close(code::unavailable, cfg.name + " idle timeout",
-                        "payload-timeout");
+    auto payload = co_await read_payload(cmd, total);
+    if (!payload)
         co_return;
-    }
-    if (ec) {
-        close_reason_ = "payload-cut";
-        enter_state(State::closing);
-        co_return;
-    }
-
     if (!check_submit_args(cmd))
+        co_return;
+    cloudproto::RelayRoute route;
+    if (relay && !check_route(cmd, route))
         co_return;
 
     Job job;
     job.report.job_id = id;
-    job.descriptor_text = payload.substr(0, *dsize);
-    job.script = payload.substr(*dsize);
+    job.route = std::move(route);
+    job.descriptor_text = payload->substr(0, *dsize);
+    job.script = payload->substr(*dsize);
     job.digest = payload_digest(job.descriptor_text, job.script);
     if (Job* known = ctx_.jobs.find(id)) {
         answer_known(*known, job);
@@ -316,7 +365,8 @@ asio::awaitable<void> Session::proceed_submit(const Command& cmd) {
                   log::value(*refusal));
         co_return;
     }
-    if (ctx_.scheduler.queued() >= cfg.max_queued_jobs) {
+    auto held = ctx_.scheduler.queued() + ctx_.router.waiting();
+    if (held >= cfg.max_queued_jobs) {
         reply(code::insufficient_storage,
               fmt::format("{} not stored: insufficient storage (the queue "
                           "holds {} jobs)",
@@ -347,7 +397,7 @@ bool Session::check_submit_args(const Command& cmd) {
             return false;
         }
     }
-    if (cmd.args.size() > 3) {
+    if (cmd.args.size() > 3 && cmd.verb == "SUBMIT") {
         // Version 1 announces no SUBMIT parameter.
         auto key = cmd.args[3].substr(0, cmd.args[3].find('='));
         reply(code::parameter_not_recognised,
@@ -384,7 +434,17 @@ std::optional<std::string> Session::check_descriptor(Job& job) {
         return err->to_string();
     }
     auto& d = std::get<cloudproto::Descriptor>(parsed);
-    if (!cfg.find_runtime(d.runtime)) {
+    switch (ctx_.router.offer(d.runtime, job.route)) {
+    case Router::Offer::here:
+    case Router::Offer::peers:
+        break;
+    case Router::Offer::not_reachable:
+        reply(code::local_error,
+              fmt::format("{} not stored: no reachable provider offers "
+                          "runtime {} now; try again later",
+                          job.id(), d.runtime));
+        return "runtime-not-reachable";
+    case Router::Offer::nobody:
         reply(code::runtime_not_offered,
               fmt::format("runtime {} is not offered by any provider",
                           d.runtime));
@@ -407,6 +467,7 @@ asio::awaitable<bool> Session::store(Job& candidate) {
     candidate.report.accepted = now;
     candidate.report.runtime = candidate.descriptor.runtime;
     candidate.report.node = ctx_.config.name;
+    candidate.report.trace = candidate.route.trace_text();
     candidate.report.state = JobState::queued;
     std::string id = candidate.id();
     Job& job = ctx_.jobs.insert(std::move(candidate));
@@ -430,10 +491,11 @@ asio::awaitable<bool> Session::store(Job& candidate) {
     now_job->durable = true;
     log::info(id, "job", "accepted",
               "session={} runtime={} args={} descriptor_bytes={} "
-              "script_bytes={}",
+              "script_bytes={} from={} hops={}",
               id_, now_job->descriptor.runtime, now_job->descriptor.args.size(),
-              now_job->descriptor_text.size(), now_job->script.size());
-    ctx_.scheduler.enqueue(*now_job);
+              now_job->descriptor_text.size(), now_job->script.size(),
+              peer_ ? peer_->name : "customer", now_job->route.hops);
+    ctx_.router.place(*now_job);
     co_return true;
 }
 
@@ -443,9 +505,12 @@ asio::awaitable<void> Session::proceed_noop(const Command&) {
 }
 
 asio::awaitable<void> Session::proceed_help(const Command&) {
+    // A peer sees the verbs between peers too.
     std::vector<std::string> lines;
-    for (const auto& v : verbs)
-        lines.emplace_back(v.syntax);
+    for (const auto& v : verbs) {
+        if (!v.federation || peer_)
+            lines.emplace_back(v.syntax);
+    }
     lines.emplace_back("end of help");
     reply(code::help, lines);
     co_return;

@@ -5,6 +5,7 @@
 
 #include "node/config.hpp"
 #include "node/job_table.hpp"
+#include "node/router.hpp"
 #include "node/scheduler.hpp"
 #include "node/spool.hpp"
 
@@ -27,6 +28,7 @@ struct SessionContext {
     JobTable& jobs;
     Spool& spool;
     Scheduler& scheduler;
+    Router& router;
 };
 
 class Session : public std::enable_shared_from_this<Session> {
@@ -54,6 +56,8 @@ private:
     struct Verb {
         std::string_view name;
         bool needs_hello;
+        bool carries_payload; // a bad line leaves its end unknown
+        bool federation;      // a node without peers does not know it
         std::size_t min_args;
         std::size_t max_args;
         Proceed proceed;
@@ -71,10 +75,21 @@ private:
     asio::awaitable<void> proceed_noop(const Command& cmd);
     asio::awaitable<void> proceed_help(const Command& cmd);
     asio::awaitable<void> proceed_quit(const Command& cmd);
+    // The verbs between peers: session_federation.cpp.
+    asio::awaitable<void> proceed_capacity(const Command& cmd);
+    asio::awaitable<void> proceed_relay(const Command& cmd);
+    asio::awaitable<void> proceed_return(const Command& cmd);
 
     asio::awaitable<void> dispatch(const std::string& line);
     std::optional<std::string> check_line(std::string_view line) const;
+    void identify_peer();
+    bool check_peer(const Command& cmd, bool has_payload);
+    // SUBMIT and RELAY: the command line, the payload, the job.
+    asio::awaitable<void> receive_job(const Command& cmd);
+    asio::awaitable<std::optional<std::string>>
+    read_payload(const Command& cmd, std::uint64_t total);
     bool check_submit_args(const Command& cmd);
+    bool check_route(const Command& cmd, cloudproto::RelayRoute& route);
     void answer_known(const Job& known, const Job& again);
     std::optional<std::string> check_descriptor(Job& job);
     Job* check_job(const std::string& id);
@@ -94,6 +109,7 @@ private:
     std::string id_;
     State state_ = State::handshake;
     std::string client_name_;
+    const Peer* peer_ = nullptr; // proved by its certificate
     std::string close_reason_;
     bool drain_on_close_ = false;
     std::optional<asio::steady_timer> wake_; // WAIT sleeps on it

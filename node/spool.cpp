@@ -25,6 +25,7 @@ namespace {
 
 constexpr std::string_view batch_magic = "cloudproto-batch 1\n";
 constexpr std::string_view result_magic = "cloudproto-result 1\n";
+constexpr std::string_view route_magic = "cloudproto-route 1\n";
 
 std::string read_whole(const fs::path& p) {
     std::ifstream in(p, std::ios::binary);
@@ -52,13 +53,17 @@ std::int64_t to_ms(Clock::time_point t) {
 }
 
 // One job in a batch file:
-//   JOB <id> <accepted-ms> <descriptor-octets> <script-octets>\n
+//   JOB <id> <accepted-ms> <descriptor-octets> <script-octets>
+//       [HOPS=<n> TRACE=<a,b>]\n          (one line; a relayed job)
 //   <descriptor><script>\n
 std::string batch_record(const Job& job) {
     std::string r =
-        fmt::format("JOB {} {} {} {}\n", job.id(),
+        fmt::format("JOB {} {} {} {}", job.id(),
                     to_ms(job.report.accepted.value_or(Clock::now())),
                     job.descriptor_text.size(), job.script.size());
+    if (job.relayed_in())
+        r += ' ' + job.route.parameters();
+    r += '\n';
     r += job.descriptor_text;
     r += job.script;
     r += '\n';
@@ -74,7 +79,7 @@ std::vector<Job> parse_batch(std::string_view text) {
     std::string_view line;
     while (!text.empty()) {
         auto w = split_words(next_line(text, line) ? line : "");
-        if (w.size() != 5 || w[0] != "JOB")
+        if (w.size() < 5 || w[0] != "JOB")
             throw std::runtime_error("damaged job record");
         auto ms = parse_decimal<std::int64_t>(w[2]);
         auto dsize = parse_decimal<std::size_t>(w[3]);
@@ -88,20 +93,32 @@ std::vector<Job> parse_batch(std::string_view text) {
         job.descriptor_text = std::string(text.substr(0, *dsize));
         job.script = std::string(text.substr(*dsize, *ssize));
         text.remove_prefix(*dsize + *ssize + 1);
+        for (std::size_t i = 5; i < w.size(); ++i) {
+            std::string_view param = w[i];
+            if (param.starts_with("HOPS="))
+                job.route.hops =
+                    parse_decimal<std::uint64_t>(param.substr(5)).value_or(0);
+            else if (param.starts_with("TRACE="))
+                job.route.trace = cloudproto::parse_trace(param.substr(6))
+                                      .value_or(std::vector<std::string>{});
+        }
         jobs.push_back(std::move(job));
     }
     return jobs;
 }
 
-// A result file: magic, the report's KEY value lines, DIGEST, PAYLOAD
-// <out> <err>, then the octets.
+// A result file: magic, the report's KEY value lines, DIGEST, RETURN-TO
+// (a relayed job's result owed to that peer), PAYLOAD <out> <err>, then
+// the octets.
 std::string result_record(const Job& job, std::string_view out,
-                          std::string_view err) {
+                          std::string_view err, std::string_view return_to) {
     std::string r(result_magic);
     for (const auto& f : job.report.to_fields())
         r += cloudproto::format_field(f) + '\n';
-    r += fmt::format("DIGEST {}\nPAYLOAD {} {}\n", job.digest, out.size(),
-                     err.size());
+    r += fmt::format("DIGEST {}\n", job.digest);
+    if (!return_to.empty())
+        r += fmt::format("RETURN-TO {}\n", return_to);
+    r += fmt::format("PAYLOAD {} {}\n", out.size(), err.size());
     r += out;
     r += err;
     return r;
@@ -109,6 +126,7 @@ std::string result_record(const Job& job, std::string_view out,
 
 struct ParsedResult {
     Job job;
+    std::string return_to;
     std::size_t out_bytes = 0;
     std::size_t err_bytes = 0;
     std::string_view payload;
@@ -126,6 +144,8 @@ ParsedResult parse_result(std::string_view text) {
         auto w = split_words(line);
         if (w.size() == 2 && w[0] == "DIGEST") {
             p.job.digest = w[1];
+        } else if (w.size() == 2 && w[0] == "RETURN-TO") {
+            p.return_to = w[1];
         } else if (w.size() == 3 && w[0] == "PAYLOAD") {
             auto out = parse_decimal<std::size_t>(w[1]);
             auto err = parse_decimal<std::size_t>(w[2]);
@@ -151,11 +171,27 @@ std::string batch_name(std::uint64_t seq) {
     return fmt::format("{:020}.batch", seq);
 }
 
+std::string route_record(const Job& job) {
+    return fmt::format("{}PEER {}\n", route_magic, job.relay_peer);
+}
+
+std::string parse_route(std::string_view text) {
+    if (text.substr(0, route_magic.size()) != route_magic)
+        throw std::runtime_error("not a route file");
+    text.remove_prefix(route_magic.size());
+    std::string_view line;
+    auto w = split_words(next_line(text, line) ? line : "");
+    if (w.size() != 2 || w[0] != "PEER" ||
+        !cloudproto::is_valid_node_name(w[1]))
+        throw std::runtime_error("damaged route");
+    return w[1];
+}
+
 } // namespace
 
 Spool::Spool(asio::io_context& io, fs::path dir, fs::path mail_dir)
     : dir_(std::move(dir)), mail_dir_(std::move(mail_dir)), worker_(io) {
-    for (auto sub : {"batches", "results"})
+    for (auto sub : {"batches", "routes", "results"})
         fs::create_directories(dir_ / sub);
     fs::create_directories(mail_dir_);
 }
@@ -176,7 +212,8 @@ Spool::Recovered Spool::recover(std::chrono::hours retention) {
 
     // Temporary files are writes that never completed: nothing was
     // promised for them.
-    for (const auto& folder : {dir_ / "batches", dir_ / "results", mail_dir_}) {
+    for (const auto& folder :
+         {dir_ / "batches", dir_ / "routes", dir_ / "results", mail_dir_}) {
         for (auto& e : fs::directory_iterator(folder)) {
             if (e.path().extension() == platform::temporary_suffix)
                 fs::remove(e.path());
@@ -195,9 +232,15 @@ Spool::Recovered Spool::recover(std::chrono::hours retention) {
             auto& report = parsed.job.report;
             if (report.finished && *report.finished < oldest) {
                 fs::remove(e.path());
+                auto returned = e.path();
+                fs::remove(returned.replace_extension(".returned"));
                 continue;
             }
             has_result[report.job_id] = true;
+            auto returned = e.path();
+            returned.replace_extension(".returned");
+            if (!parsed.return_to.empty() && !fs::exists(returned))
+                r.owed_returns[report.job_id] = parsed.return_to;
             r.finished.push_back(std::move(parsed.job));
         } catch (const std::exception& ex) {
             set_aside(e.path(), ex.what());
@@ -231,6 +274,26 @@ Spool::Recovered Spool::recover(std::chrono::hours retention) {
                 batch_unfinished_[seq] = unfinished;
         } catch (const std::exception& ex) {
             set_aside(path, ex.what());
+        }
+    }
+
+    // Routes: where an unfinished job was being relayed; others are old.
+    std::map<std::string, Job*> unfinished;
+    for (auto& job : r.unfinished)
+        unfinished[job.id()] = &job;
+    for (auto& e : fs::directory_iterator(dir_ / "routes")) {
+        if (e.path().extension() != ".route")
+            continue;
+        auto it = unfinished.find(e.path().stem().string());
+        if (it == unfinished.end()) {
+            fs::remove(e.path());
+            continue;
+        }
+        try {
+            it->second->relay_peer = parse_route(read_whole(e.path()));
+            it->second->in_doubt = true; // whether it went is unknown
+        } catch (const std::exception& ex) {
+            set_aside(e.path(), ex.what());
         }
     }
     return r;
@@ -272,44 +335,66 @@ void Spool::flush_jobs() {
         });
 }
 
-void Spool::store_result(const Job& job, std::string_view out,
-                         std::string_view err, std::string_view mail,
-                         Done done) {
-    pending_results_.push_back({job.id(), result_record(job, out, err),
-                                std::string(mail), std::move(done)});
-    if (!results_in_flight_)
-        flush_results();
+void Spool::store_route(const Job& job, Done done) {
+    PendingWrite w{job.id(), {}, false, std::move(done)};
+    w.files.emplace_back(dir_ / "routes" / (job.id() + ".route"),
+                         route_record(job));
+    write(std::move(w));
 }
 
-void Spool::flush_results() {
-    auto batch = std::make_shared<std::vector<PendingResult>>();
-    batch->swap(pending_results_);
+void Spool::store_result(const Job& job, std::string_view out,
+                         std::string_view err, std::string_view mail,
+                         std::string_view return_to, Done done) {
+    // The mail goes in place before the result (same flush, earlier
+    // rename): a crash between the two leaves a job that runs again and
+    // rewrites the same mail, never a result whose mail is lost.
+    PendingWrite w{job.id(), {}, true, std::move(done)};
+    if (!mail.empty())
+        w.files.emplace_back(mail_path(job.id()), std::string(mail));
+    w.files.emplace_back(dir_ / "results" / (job.id() + ".result"),
+                         result_record(job, out, err, return_to));
+    write(std::move(w));
+}
 
-    // Mails go in place before results: a crash between the two leaves a
-    // job that runs again and rewrites the same mail, never a result
-    // whose mail is lost.
+void Spool::write(PendingWrite w) {
+    pending_writes_.push_back(std::move(w));
+    if (!writes_in_flight_)
+        flush_writes();
+}
+
+void Spool::flush_writes() {
+    auto batch = std::make_shared<std::vector<PendingWrite>>();
+    batch->swap(pending_writes_);
     auto files = std::make_shared<std::vector<platform::FileWrite>>();
-    for (const auto& p : *batch)
-        files->push_back({mail_path(p.id), p.mail});
-    for (const auto& p : *batch)
-        files->push_back({dir_ / "results" / (p.id + ".result"), p.record});
+    for (const auto& w : *batch) {
+        for (const auto& [path, bytes] : w.files)
+            files->push_back({path, bytes});
+    }
 
-    results_in_flight_ = true;
+    writes_in_flight_ = true;
     worker_.run([files] { platform::write_files_durably(*files); },
                 [this, batch, files](const std::string& error) {
-                    results_in_flight_ = false;
-                    for (const auto& p : *batch) {
-                        if (error.empty())
-                            release(p.id);
-                        p.done(error);
+                    writes_in_flight_ = false;
+                    for (const auto& w : *batch) {
+                        if (error.empty() && w.finishes_job)
+                            release(w.id);
+                        w.done(error);
                     }
-                    if (!pending_results_.empty())
-                        flush_results();
+                    if (!pending_writes_.empty())
+                        flush_writes();
                 });
 }
 
-// The job has a result: its batch may go once no job in it lacks one.
+void Spool::mark_returned(const std::string& id) {
+    auto path = dir_ / "results" / (id + ".returned");
+    worker_.run([path] { std::ofstream touch(path); }, {});
+}
+
+// The job has a result: its route goes, and its batch once no job in
+// it lacks one.
 void Spool::release(const std::string& id) {
+    auto route = dir_ / "routes" / (id + ".route");
+    worker_.run([route] { fs::remove(route); }, {});
     auto it = batch_of_.find(id);
     if (it == batch_of_.end())
         return;

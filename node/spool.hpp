@@ -3,7 +3,13 @@
 //
 //   batches/<seq>.batch  jobs accepted together, written with one flush;
 //                        removed once every job in it has a result
-//   results/<id>.result  a finished job's report and captured output
+//   routes/<id>.route    the peer a job is being relayed to, written
+//                        before RELAY goes out (proto-spec "Custody
+//                        along a relay"); removed with the batch entry
+//   results/<id>.result  a finished job's report and captured output,
+//                        and the peer it is owed to if it was relayed in
+//   results/<id>.returned  that peer has it (no flush: a second RETURN
+//                        is harmless)
 //
 // and the result mail, <id>.eml, in the mail folder it is given: the
 // outbox when no mail server is configured (writing it there delivers
@@ -42,16 +48,27 @@ public:
         std::vector<Job> unfinished; // in the order they were accepted
         std::vector<Job> finished;   // report and digest only
         std::vector<std::string> problems; // files set aside, for the log
+        // Results relayed in and not yet returned: job id -> peer.
+        std::map<std::string, std::string> owed_returns;
     };
     Recovered recover(std::chrono::hours result_retention);
 
+    // A job as accepted; a relayed one with its route (HOPS, TRACE).
     void store_job(const Job& job, Done done);
 
-    // Stores the result and puts its mail in the mail folder, with one
-    // flush for all results that arrive together; afterwards the job
-    // needs no batch.
+    // Records that `job` is about to go to its relay_peer.
+    void store_route(const Job& job, Done done);
+
+    // Stores the result and puts its mail (unless empty: a peer mailed
+    // it) in the mail folder; `return_to` names the peer still owed the
+    // result. Afterwards the job needs no batch or route. Writes that
+    // arrive together (results, routes) share one flush.
     void store_result(const Job& job, std::string_view out,
-                      std::string_view err, std::string_view mail, Done done);
+                      std::string_view err, std::string_view mail,
+                      std::string_view return_to, Done done);
+
+    // The result of `id` reached the peer it was owed to.
+    void mark_returned(const std::string& id);
 
     using Loaded = std::function<void(const std::string& error,
                                       std::string out, std::string err)>;
@@ -65,15 +82,16 @@ private:
         std::string record;
         Done done;
     };
-    struct PendingResult {
+    struct PendingWrite {
         std::string id;
-        std::string record;
-        std::string mail;
+        std::vector<std::pair<std::filesystem::path, std::string>> files;
+        bool finishes_job; // its batch entry and route may go
         Done done;
     };
 
     void flush_jobs();
-    void flush_results();
+    void write(PendingWrite w);
+    void flush_writes();
     void release(const std::string& id);
 
     std::filesystem::path dir_;
@@ -82,8 +100,8 @@ private:
 
     std::vector<PendingJob> pending_jobs_;
     bool jobs_in_flight_ = false;
-    std::vector<PendingResult> pending_results_;
-    bool results_in_flight_ = false;
+    std::vector<PendingWrite> pending_writes_;
+    bool writes_in_flight_ = false;
 
     std::uint64_t last_batch_ = 0;
     std::map<std::uint64_t, std::size_t> batch_unfinished_;

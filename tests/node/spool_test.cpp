@@ -104,7 +104,7 @@ TEST_CASE("results replace batches, and their output reads back exactly") {
             job.report.outcome = cloudproto::Outcome::exited;
             job.report.exit_code = i;
             job.report.finished = Clock::now();
-            spool.store_result(job, out, err, "mail " + job.id(),
+            spool.store_result(job, out, err, "mail " + job.id(), "",
                                [](const std::string& e) { CHECK(e.empty()); });
         }
         io.run();
@@ -180,8 +180,8 @@ TEST_CASE("results past their retention are forgotten at start-up") {
         Job fresh = make_job(2);
         fresh.report.state = JobState::done;
         fresh.report.finished = Clock::now();
-        spool.store_result(old, "", "", "m", [](const std::string&) {});
-        spool.store_result(fresh, "", "", "m", [](const std::string&) {});
+        spool.store_result(old, "", "", "m", "", [](const std::string&) {});
+        spool.store_result(fresh, "", "", "m", "", [](const std::string&) {});
         io.run();
     }
     asio::io_context io;

@@ -1,0 +1,236 @@
+// The verbs between peers: CAPACITY, RELAY and RETURN (proto-spec
+// section "Federation"), and how a session knows it talks to a peer.
+#include "node/peer_trust.hpp"
+#include "node/session.hpp"
+#include "node/until_called.hpp"
+
+#include "cloudproto/job_id.hpp"
+#include "cloudproto/log.hpp"
+#include "cloudproto/protocol.hpp"
+#include "cloudproto/text.hpp"
+#include "cloudproto/tls.hpp"
+
+#include <fmt/format.h>
+
+namespace cloudnode {
+
+namespace code = cloudproto::reply_code;
+namespace log = cloudproto::log;
+
+namespace {
+
+// A RETURN's report: a few dozen short lines.
+constexpr std::uint64_t max_report_bytes = 64 * 1024;
+
+constexpr std::size_t max_count_digits = 18;
+
+std::optional<std::uint64_t> parse_size(std::string_view text) {
+    return cloudproto::parse_count(text, max_count_digits);
+}
+
+// The KEY value lines of a RETURN's report, each ending CRLF.
+std::optional<cloudproto::JobReport> parse_report(std::string_view text) {
+    std::vector<cloudproto::Field> fields;
+    while (!text.empty()) {
+        auto end = text.find("\r\n");
+        if (end == std::string_view::npos)
+            return std::nullopt;
+        auto field = cloudproto::parse_field(text.substr(0, end));
+        if (!field)
+            return std::nullopt;
+        fields.push_back(std::move(*field));
+        text.remove_prefix(end + 2);
+    }
+    return cloudproto::JobReport::from_fields(fields);
+}
+
+} // namespace
+
+// Who is on the other end is decided once, by the certificate alone.
+void Session::identify_peer() {
+    if (ctx_.config.federation.peers.empty())
+        return;
+    auto cert = cloudproto::tls::peer_certificate(connection_->native_tls());
+    peer_ = cloudnode::identify_peer(ctx_.config.federation, cert);
+    if (peer_)
+        log::info(id_, "session", "peer", "name={}", peer_->name);
+    else if (cert.present)
+        log::info(id_, "session", "stranger", "certificate={}",
+                  log::value(cert.names.empty() ? "" : cert.names.front(), 64));
+}
+
+// Peers only. A stranger's payload is not read: the session ends.
+bool Session::check_peer(const Command& cmd, bool has_payload) {
+    if (peer_)
+        return true;
+    log::info(id_, "session", "refused", "reason=not-a-peer verb={}", cmd.verb);
+    auto text = fmt::format("{} is for authenticated peers", cmd.verb);
+    if (has_payload)
+        reply_and_close(code::peer_required, text, "not-a-peer", true);
+    else
+        reply(code::peer_required, text);
+    return false;
+}
+
+// HOPS and TRACE of a RELAY; replies and returns false at the first
+// fault.
+bool Session::check_route(const Command& cmd, cloudproto::RelayRoute& route) {
+    const auto& cfg = ctx_.config;
+    bool have_hops = false;
+    bool have_trace = false;
+    for (std::size_t i = 3; i < cmd.args.size(); ++i) {
+        const auto& param = cmd.args[i];
+        auto eq = param.find('=');
+        auto key = param.substr(0, eq);
+        auto value = std::string_view(param).substr(eq + 1);
+        if (key == "HOPS") {
+            auto hops = cloudproto::parse_count(value, 4);
+            if (!hops || *hops < 1) {
+                reply(code::parameter_error, "HOPS must be a count from 1");
+                return false;
+            }
+            route.hops = *hops;
+            have_hops = true;
+        } else if (key == "TRACE") {
+            auto trace = cloudproto::parse_trace(value);
+            if (!trace) {
+                reply(code::parameter_error,
+                      "TRACE must be node names separated by commas");
+                return false;
+            }
+            route.trace = std::move(*trace);
+            have_trace = true;
+        } else {
+            reply(code::parameter_not_recognised,
+                  "parameter " + key + " not recognised");
+            return false;
+        }
+    }
+    if (!have_hops || !have_trace || route.trace.size() != route.hops) {
+        reply(code::parameter_error,
+              "RELAY needs HOPS=<n> and TRACE with n node names");
+        return false;
+    }
+    const std::string& id = cmd.args[0];
+    if (route.crossed(cfg.name)) {
+        log::info(id, "job", "refused", "session={} reason=loop trace={}", id_,
+                  route.trace_text());
+        reply(code::would_loop,
+              fmt::format("{} would loop: the trace already holds {}", id,
+                          cfg.name));
+        return false;
+    }
+    if (route.hops > cfg.federation.hop_limit) {
+        log::info(id, "job", "refused", "session={} reason=hop-limit hops={}",
+                  id_, route.hops);
+        reply(code::would_loop, fmt::format("{} exceeds the hop limit of {}",
+                                            id, cfg.federation.hop_limit));
+        return false;
+    }
+    return true;
+}
+
+asio::awaitable<void> Session::proceed_capacity(const Command& cmd) {
+    if (!check_peer(cmd, false))
+        co_return;
+    std::vector<std::string> lines{ctx_.config.name + " capacity"};
+    for (const auto& c : ctx_.router.capacity())
+        lines.push_back(cloudproto::format_capacity(c));
+    reply(code::ok, lines);
+}
+
+asio::awaitable<void> Session::proceed_relay(const Command& cmd) {
+    if (!check_peer(cmd, true))
+        co_return;
+    co_await receive_job(cmd);
+}
+
+asio::awaitable<void> Session::proceed_return(const Command& cmd) {
+    const auto& cfg = ctx_.config;
+    if (!check_peer(cmd, true))
+        co_return;
+    const std::string& id = cmd.args[0];
+
+    // The sizes, then the payload, as for SUBMIT.
+    auto report_bytes = parse_size(cmd.args[1]);
+    auto out_bytes = parse_size(cmd.args[2]);
+    auto err_bytes = parse_size(cmd.args[3]);
+    if (!report_bytes || !out_bytes || !err_bytes) {
+        reply_and_close(code::parameter_error,
+                        "octet counts must be decimal numbers of at most 18 "
+                        "digits",
+                        "bad-return", true);
+        co_return;
+    }
+    auto stream_limit = std::max<std::uint64_t>(
+        cfg.max_output_bytes, ctx_.router.output_limit(*peer_));
+    if (*report_bytes > max_report_bytes || *out_bytes > stream_limit ||
+        *err_bytes > stream_limit) {
+        reply_and_close(
+            code::job_too_large,
+            fmt::format("result of {} + {} + {} octets is larger than a "
+                        "report ({}) and output ({} per stream) can be",
+                        *report_bytes, *out_bytes, *err_bytes, max_report_bytes,
+                        stream_limit),
+            "too-large", true);
+        co_return;
+    }
+    auto payload =
+        co_await read_payload(cmd, *report_bytes + *out_bytes + *err_bytes);
+    if (!payload)
+        co_return;
+    if (state_ != State::ready) {
+        reply(code::bad_sequence, "say HELLO first");
+        co_return;
+    }
+    if (!cloudproto::is_valid_job_id(id)) {
+        reply(code::parameter_error, bad_job_id);
+        co_return;
+    }
+
+    // The report: a final one, of this job.
+    auto report =
+        parse_report(std::string_view(*payload).substr(0, *report_bytes));
+    if (!report || report->job_id != id ||
+        !cloudproto::is_final(report->state)) {
+        reply(code::descriptor_rejected,
+              "report rejected: it must be KEY value lines of job " + id +
+                  " in a final state");
+        co_return;
+    }
+
+    switch (ctx_.router.check_return(peer_->name, id)) {
+    case Router::ReturnCheck::not_relayed_there:
+        log::info(id, "job", "return-refused", "session={} from={}", id_,
+                  peer_->name);
+        reply(code::no_such_job,
+              fmt::format("no job {} was relayed to {}", id, peer_->name));
+        co_return;
+    case Router::ReturnCheck::already_stored:
+        reply(code::ok, id + " result already stored");
+        co_return;
+    case Router::ReturnCheck::expected:
+        break;
+    }
+
+    std::string error;
+    auto out = payload->substr(*report_bytes, *out_bytes);
+    auto err = payload->substr(*report_bytes + *out_bytes);
+    co_await until_called([&](auto called) {
+        ctx_.router.store_returned(peer_->name, std::move(*report),
+                                   std::move(out), std::move(err),
+                                   [&error, called](const std::string& e) {
+                                       error = e;
+                                       called();
+                                   });
+    });
+    if (!error.empty()) {
+        log::error(id, "job", "return-refused",
+                   "session={} reason=spool error={}", id_, log::value(error));
+        reply(code::local_error, id + " not stored: the spool failed");
+        co_return;
+    }
+    reply(code::ok, id + " result stored");
+}
+
+} // namespace cloudnode
