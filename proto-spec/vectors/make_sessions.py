@@ -272,7 +272,9 @@ def before_hello():
 def unknown_verb():
     s = Script("unknown-verb",
                "Unknown verbs get 500 and the session goes on, before and",
-               "after HELLO. CAPACITY and RELAY are reserved, not v1 verbs.")
+               "after HELLO. CAPACITY from a customer: 500 from a node without",
+               "the federation, 530 from one with it; either way the session",
+               "goes on.")
     s.greet()
     s.c("FROBNICATE")
     s.s("500")
@@ -280,15 +282,41 @@ def unknown_verb():
     s.c("FROBNICATE now please")
     s.s("500")
     s.c("CAPACITY")
-    s.s("500")
-    s.c("RELAY " + JOB_ID)
-    s.s("500")
+    s.s("5x0")
     s.note("an empty line is no command")
     s.c("")
     s.s("500")
     s.c("NOOP")
     s.s("250")
     s.quit()
+    return s
+
+
+# A customer session (the runner presents no client certificate) sends
+# the verbs of the federation. A node without the federation answers 500;
+# one with it answers 530, and closes after 530 to RELAY or RETURN, so the
+# verb that may close goes last and no payload follows it (counts 0 0).
+NO_FEDERATION_CAPS = r"\A(?![\s\S]*^(RELAY|CAPACITY|RETURN)( |$))"
+
+
+def stranger(verb: str, line: str):
+    s = Script("stranger-" + verb.lower(),
+               "%s from a customer session: 500 (no federation) or 530 (not"
+               % verb,
+               "a peer); the reply text is free. The HELLO reply announces",
+               "no capability of the federation to a customer.")
+    s.greet()
+    s.c("CAPACITY")
+    s.s("5x0")
+    s.c("HELLO vectors")
+    s.s("250", NO_FEDERATION_CAPS)
+    s.c("CAPACITY")
+    s.s("5x0")
+    s.c("NOOP")
+    s.s("250")
+    s.note("500 leaves the session open, 530 closes it: nothing follows")
+    s.c(line)
+    s.s("5x0")
     return s
 
 
@@ -678,13 +706,13 @@ def submit_unreadable(name: str, line: str, why: str):
 def unknown_parameter():
     s = Script("unknown-parameter",
                "SUBMIT parameters the node did not announce: 555, payload",
-               "consumed, nothing stored. v1 announces none (HOP and TRACE",
-               "are for a later version).")
+               "consumed, nothing stored. v1 announces none (HOPS and TRACE",
+               "are parameters of RELAY, not of SUBMIT).")
     s.greet()
     s.hello()
     s.submit(ECHO_DESCRIPTOR, ECHO_SCRIPT, params="FROBNICATE=1")
     s.s("555", r"FROBNICATE")
-    s.submit(ECHO_DESCRIPTOR, ECHO_SCRIPT, params="HOP=1 TRACE=a.example")
+    s.submit(ECHO_DESCRIPTOR, ECHO_SCRIPT, params="HOPS=1 TRACE=a.example")
     s.s("555")
     s.c("NOOP")
     s.s("250")
@@ -789,6 +817,9 @@ def main():
         old.unlink()
     scripts = [
         greeting_hello(), noop_help_quit(), before_hello(), unknown_verb(),
+        stranger("RELAY",
+                 "RELAY %s 0 0 HOPS=1 TRACE=vectors.example" % JOB_ID),
+        stranger("RETURN", "RETURN %s 0 0 0" % JOB_ID),
         lowercase_verbs(), bare_lf(), long_line(), bad_octets(),
         submit_bash(), submit_python(), submit_payload_framing(),
         submit_empty_script(), duplicate_submit(), id_conflict(),
