@@ -384,6 +384,24 @@ class FederationTestCase(harness.NodeTestCase):
                          % (job_id, name, reply))
         return reply.fields()
 
+    def wait_for_state(self, name, job_id, state, timeout=15):
+        """Polls STATUS at node `name` until the job is in `state`;
+        returns that report."""
+        deadline = time.monotonic() + timeout
+        seen = []
+        with self.fed.customer(name) as c:
+            c.hello()
+            while True:
+                fields = c.command("STATUS " + job_id).fields()
+                if fields.get("STATE") == state:
+                    return fields
+                if not seen or seen[-1] != fields.get("STATE"):
+                    seen.append(fields.get("STATE"))
+                if time.monotonic() > deadline:
+                    self.fail("job %s at %s never %s; states seen: %r"
+                              % (job_id, name, state, seen))
+                time.sleep(0.05)
+
     def status_code(self, name, job_id):
         with self.fed.customer(name) as c:
             c.hello()

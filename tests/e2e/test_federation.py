@@ -12,10 +12,12 @@ Faults (a peer killed, a peer down) are in test_federation_faults.py.
 """
 
 import os
+import subprocess
 import time
 import unittest
 
 import federation
+import harness
 from federation import (APPEND_SCRIPT, BASH, NAMES, OUTSIDER, PERL,
                         PERL_SCRIPT, PYTHON, capabilities, done_report,
                         relay, return_result, runs_in)
@@ -50,15 +52,31 @@ class RoutingTest(federation.FederationTestCase):
             self.hand_in(c, blocker_id, blocker)
         a.wait_for_log(r"%s job started" % blocker_id)
 
-        # The job a customer hands in there runs at a peer; cloud-submit
-        # --wait at the origin prints its output.
-        job_id, desc = self.append_job(nap=0, reply_to="far@example.org")
-        code, out, err = a.submit(APPEND_SCRIPT, desc, "--wait",
-                                  "--job-id", job_id)
-        self.assertEqual(code, 0, err)
+        # The job a customer hands in there runs at a peer. While it runs
+        # there, the origin shows it relayed; cloud-submit --wait at the
+        # origin prints its output.
+        job_id, desc = self.append_job(nap=1.5, reply_to="far@example.org")
+        script_path = a.file(job_id + ".sh", APPEND_SCRIPT)
+        desc_path = a.file(job_id + ".toml", desc)
+        waiting = subprocess.Popen(
+            [harness.SUBMIT_BINARY] + a.submit_args()
+            + ["--wait", "--job-id", job_id, script_path, desc_path],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE)
+        try:
+            relayed = self.wait_for_state(A, job_id, "relayed")
+            out, err = waiting.communicate(
+                timeout=harness.SUBMIT_WAIT_TIMEOUT_SECONDS)
+        finally:
+            if waiting.poll() is None:
+                waiting.kill()
+                waiting.communicate()
+        self.assertEqual(waiting.returncode, 0, err)
         runner = self.fed.runner_by_folder(out)
         self.assertIn(runner, (B, C), "ran elsewhere than at a peer: %r"
                       % out)
+        self.assertEqual((relayed["NODE"], relayed.get("RELAYED-TO")),
+                         (runner, runner), relayed)
         self.assertEqual(out, ("%s ran in " % job_id).encode()
                          + out.split(b" ran in ", 1)[1])
         self.assertEqual(self.fed.ran_at(job_id), [runner])
@@ -227,6 +245,20 @@ class PeerProtocolTest(federation.FederationTestCase):
         for keyword in ("RELAY", "CAPACITY", "RETURN"):
             self.assertNotIn(keyword, customer_caps)
 
+    def test_node_without_peers_does_not_offer_the_federation(self):
+        lone = harness.Node(name=B, certs=self.certs.folder)
+        self.addCleanup(lone.close)
+        lone.start()
+        with harness.Client.tls(lone.tls_port, self.certs.ca,
+                                certificate=self.certs.pair(C)) as c:
+            caps = capabilities(c.hello(C))
+            for keyword in ("RELAY", "CAPACITY", "RETURN"):
+                self.assertNotIn(keyword, caps)
+            for verb in ("CAPACITY", "RELAY", "RETURN"):
+                reply = c.command(verb)
+                self.assertEqual((reply.code, reply.text),
+                                 (500, "unknown verb " + verb))
+
     def test_capacity_counts_slots_shared_by_runtimes(self):
         # One of provider-c's two slots taken by a bash job: both of its
         # runtimes show one free slot.
@@ -256,6 +288,17 @@ class PeerProtocolTest(federation.FederationTestCase):
                              "the session did not go on")
         self.assertEqual(self.status_code(A, job_id), 550)
 
+        # Node names compare without regard to case (spec 8.10).
+        with self.subTest("trace names in upper case"), \
+                self.fed.peer_client(A, as_peer=B) as c:
+            c.hello(B)
+            reply = relay(c, job_id, desc, APPEND_SCRIPT, 3,
+                          [C, A.upper(), B])
+            self.assertEqual(reply.code, 557, reply)
+            self.assertRegex(reply.text, r"(?i)^%s would loop: the trace"
+                             r" already holds %s$" % (job_id, A))
+            self.assertEqual(self.status_code(A, job_id), 550)
+
     def test_relay_over_the_hop_limit_is_refused(self):
         job_id, desc = self.append_job(nap=0)
         trace = ["far-%d" % i for i in range(HOP_LIMIT)] + [B]
@@ -268,33 +311,104 @@ class PeerProtocolTest(federation.FederationTestCase):
                               % (job_id, HOP_LIMIT)))
             self.assertEqual(self.status_code(A, job_id), 550)
 
-            # Exactly at the limit it is taken.
+            # Exactly at the limit it is taken, for a runtime it runs.
             reply = relay(c, job_id, desc, APPEND_SCRIPT, HOP_LIMIT,
                           trace[1:])
             self.assertEqual((reply.code, reply.text),
                              (250, job_id + " accepted"))
-        self.assertEqual(self.wait_final(A, [job_id]), {job_id: "done"})
 
-    def test_relay_without_hops_or_trace_is_a_syntax_error(self):
-        # Both parameters missing or one of them: 501 (the node may close,
-        # as for a line it cannot read). One malformed: 501 once the
-        # payload is read, and the session goes on. Nothing is stored.
-        job_id, desc = self.append_job(nap=0)
-        missing = ["", "HOPS=1", "TRACE=%s" % B]
-        malformed = ["HOPS=x TRACE=%s" % B, "HOPS=0 TRACE=%s" % B,
-                     "HOPS=2 TRACE=%s,,%s" % (C, B),
-                     "HOPS=1 TRACE=bad!name"]
-        for params in missing + malformed:
+        self.assertEqual(self.wait_final(A, [job_id]), {job_id: "done"})
+        self.assertEqual(self.report(A, job_id)["NODE"], A)
+
+        # At the limit, a runtime it would have to relay on: one more hop
+        # would pass its own limit, so no peer could take the job (spec
+        # 16.5, 16.6): 554, and nothing stored.
+        with self.subTest("at the limit, a runtime run elsewhere"), \
+                self.fed.peer_client(A, as_peer=B) as c:
+            c.hello(B)
+            perl_id, perl_desc = self.append_job(runtime="perl")
+            reply = relay(c, perl_id, perl_desc, PERL_SCRIPT, HOP_LIMIT,
+                          trace[1:])
+            self.assertEqual((reply.code, reply.text),
+                             (554, "runtime perl is not offered by any"
+                              " provider"))
+            self.assertEqual(self.status_code(A, perl_id), 550)
+
+    def test_relay_of_a_runtime_the_receiver_does_not_run_goes_on(self):
+        # provider-a does not run perl: it relays the job on to
+        # provider-c, one hop more, and the result comes back to it.
+        job_id, desc = self.append_job(runtime="perl")
+        with self.fed.peer_client(A, as_peer=B) as c:
+            c.hello(B)
+            reply = relay(c, job_id, desc, PERL_SCRIPT, 1, [B])
+            self.assertEqual((reply.code, reply.text),
+                             (250, job_id + " accepted"))
+        self.assertEqual(self.wait_final(A, [job_id]), {job_id: "done"})
+        fields, out, _ = self.result(A, job_id)
+        # The report is the one returned (spec 16.8): TRACE as at the
+        # runner, RELAYED-TO and ACCEPTED provider-a's own.
+        self.assertEqual((fields["NODE"], fields.get("RELAYED-TO"),
+                          fields.get("TRACE")), (C, C, "%s,%s" % (B, A)),
+                         fields)
+        self.assertEqual(self.fed.runner_by_folder(out), C)
+        at_c = self.report(C, job_id)
+        self.assertEqual((at_c["STATE"], at_c.get("TRACE")),
+                         ("done", "%s,%s" % (B, A)), at_c)
+        self.assertEqual(self.fed.ran_at(job_id), [C])
+        self.assertRegex(self.fed[A].log_text(),
+                         r"%s job relayed peer=%s hops=2\b" % (job_id, C))
+
+    def assert_session_goes_on(self, client, reply):
+        try:
+            noop = client.command("NOOP")
+        except (harness.Closed, OSError) as e:
+            self.fail("the node closed the session after %r (%s)"
+                      % (reply, e))
+        self.assertEqual(noop.code, 250, noop)
+
+    # RELAY parameters (spec 8.10 steps 6 and 7): each is refused once the
+    # payload is read, the session goes on, and nothing is stored.
+    RELAY_PARAMETER_CASES = [
+        ("", 501),
+        ("HOPS=1", 501),
+        ("TRACE=%s" % B, 501),
+        ("HOPS=1 HOPS=1 TRACE=%s" % B, 501),
+        ("HOPS=1 TRACE=%s TRACE=%s" % (B, B), 501),
+        ("HOPS=x TRACE=%s" % B, 501),
+        ("HOPS=0 TRACE=%s" % B, 501),
+        ("HOPS=2 TRACE=%s,,%s" % (C, B), 501),
+        ("HOPS=1 TRACE=bad!name", 501),
+        ("HOPS=2 TRACE=%s" % B, 501),              # fewer names than hops
+        ("HOPS=1 TRACE=%s,%s" % (C, B), 501),      # more names than hops
+        ("HOPS=1 TRACE=%s" % C, 501),              # not the session's peer
+        ("HOPS=1 TRACE=%s COLOUR=red" % B, 555),
+    ]
+
+    def test_relay_parameters_are_checked_after_the_payload(self):
+        for params, code in self.RELAY_PARAMETER_CASES:
             with self.subTest(params=params), \
                     self.fed.peer_client(A, as_peer=B) as c:
+                job_id, desc = self.append_job(nap=0)
                 c.hello(B)
                 reply = relay(c, job_id, desc, APPEND_SCRIPT, 0, [],
                               params=params)
-                self.assertEqual(reply.code, 501, reply)
-                if params in malformed:
-                    self.assertEqual(c.command("NOOP").code, 250,
-                                     "the session did not go on")
-        self.assertEqual(self.status_code(A, job_id), 550)
+                self.assertEqual(reply.code, code, reply)
+                if code == 555:
+                    self.assertEqual(reply.text,
+                                     "parameter COLOUR not recognised")
+                self.assert_session_goes_on(c, reply)
+                self.assertEqual(self.status_code(A, job_id), 550,
+                                 "the job was stored")
+
+    def test_relay_parameter_keys_are_matched_in_any_case(self):
+        job_id, desc = self.append_job(nap=0)
+        with self.fed.peer_client(A, as_peer=B) as c:
+            c.hello(B)
+            reply = relay(c, job_id, desc, APPEND_SCRIPT, 0, [],
+                          params="trace=%s Hops=1" % B)
+            self.assertEqual((reply.code, reply.text),
+                             (250, job_id + " accepted"))
+        self.assertEqual(self.wait_final(A, [job_id]), {job_id: "done"})
 
     def test_same_relay_twice_runs_once(self):
         job_id, desc = self.append_job(nap=0.3)
@@ -323,7 +437,8 @@ class PeerProtocolTest(federation.FederationTestCase):
 
     def check_peer_verbs_refused(self, connect, who):
         """CAPACITY, RELAY and RETURN each get 530 on a session from
-        `connect()`; RELAY and RETURN close it; nothing is stored."""
+        `connect()`; RELAY and RETURN close it; its HELLO announces none
+        of them; nothing is stored."""
         job_id, desc = self.append_job(nap=0)
         with connect() as c:
             c.hello()
@@ -331,6 +446,11 @@ class PeerProtocolTest(federation.FederationTestCase):
             self.assertEqual((reply.code, reply.text),
                              (530, "CAPACITY is for authenticated peers"),
                              who)
+            self.assertEqual(c.command("NOOP").code, 250,
+                             "%s: the session did not go on" % who)
+            caps = capabilities(c.hello())
+            for keyword in ("RELAY", "CAPACITY", "RETURN"):
+                self.assertNotIn(keyword, caps, who)
         with connect() as c:
             c.hello()
             reply = relay(c, job_id, desc, APPEND_SCRIPT, 1, [B],
