@@ -2,12 +2,16 @@
 """The federation (issue 3) when a peer fails: a peer killed with SIGKILL
 while jobs are being relayed to it and started again loses no accepted
 job, runs each to its end exactly once, and every result reaches the
-origin; a job for a runtime that only a peer runs, handed in while that
+origin; a job in doubt at a peer that stopped answering goes to that
+peer only; results owed to an origin that was killed reach it after its
+restart; a job for a runtime that only a peer runs, handed in while that
 peer is down, is accepted and runs when it comes back (and is refused
 with 451 while the peer has never been seen).
 """
 
+import os
 import re
+import signal
 import time
 import unittest
 
@@ -95,6 +99,71 @@ class PeerFaultTest(federation.FederationTestCase):
                                  % (job_id, B, fields["NODE"]))
             self.fed[fields["NODE"]].mail(job_id)
         self.assert_ran_once_each(ids)
+
+    def test_job_in_doubt_at_a_frozen_peer_goes_to_that_peer_only(self):
+        # provider-b stops answering (SIGSTOP) just before a job is relayed
+        # to it (it wins the tie with provider-c by name): the RELAY gets
+        # no reply, the job is in doubt there, and must wait for it even
+        # though provider-c is free (spec 16.7).
+        self.federation(KILL_NODES, relay_timeout_seconds=2)
+        a, b = self.fed[A], self.fed[B]
+        b.process.send_signal(signal.SIGSTOP)
+        job_id, desc = self.append_job(nap=0, runtime="work")
+        self.hand_in_all(A, [(job_id, desc)])
+
+        a.wait_for_log(r"%s job relay-failed peer=%s\b.*\bresult=in-doubt"
+                       % (job_id, B), timeout=15)
+        time.sleep(2)  # time enough to take it elsewhere, were it wrong
+        report = self.report(A, job_id)
+        self.assertNotEqual(report.get("RELAYED-TO"), C, report)
+        self.assertEqual(self.fed.ran_at(job_id), [],
+                         "a job in doubt at provider-b ran elsewhere")
+
+        # provider-b crashes and comes back: the same RELAY again.
+        self.fed.kill(B)
+        b.start()
+        self.assertEqual(self.wait_final(A, [job_id]), {job_id: "done"})
+        fields, out, _ = self.result(A, job_id)
+        self.assertEqual((fields["NODE"], fields.get("RELAYED-TO")), (B, B))
+        self.assertEqual(self.fed.runner_by_folder(out), B)
+        self.assert_ran_once_each([job_id])
+
+    def test_origin_killed_gets_every_result_after_its_restart(self):
+        # Jobs relayed from provider-a finish while it is down: their
+        # runners keep the results they owe it and give them back when it
+        # is up again (spec 16.8, 16.9).
+        self.federation(KILL_NODES)
+        a = self.fed[A]
+        jobs = [self.append_job(nap=1, runtime="work") for _ in range(4)]
+        self.hand_in_all(A, jobs)
+        ids = [j for j, _ in jobs]
+        for job_id in ids:
+            self.wait_for_state(A, job_id, "relayed")
+        self.fed.kill(A)
+        for job_id in ids:
+            runner = self.wait_started_somewhere(job_id)
+            self.fed[runner].wait_for_log(r"%s job finished" % job_id)
+        a.start()
+        self.fed.wait_links()
+
+        states = self.wait_final(A, ids)
+        self.assertEqual(set(states.values()), {"done"}, states)
+        for job_id in ids:
+            fields, out, _ = self.result(A, job_id)
+            self.assertEqual(self.fed.runner_by_folder(out), fields["NODE"])
+            self.assertIn(fields["NODE"], (B, C))
+        self.assert_ran_once_each(ids)
+        self.assertEqual([n for n in ids
+                          if os.path.exists(a.mail_path(n))], [],
+                         "the origin mailed results it did not produce")
+
+    def wait_started_somewhere(self, job_id, timeout=15):
+        deadline = time.monotonic() + timeout
+        while not self.fed.ran_at(job_id):
+            if time.monotonic() > deadline:
+                self.fail("job %s started nowhere" % job_id)
+            time.sleep(0.05)
+        return self.fed.ran_at(job_id)[0]
 
     def test_job_for_a_down_peers_runtime_runs_when_it_is_back(self):
         self.federation(DOWN_NODES, start=False)
