@@ -11,10 +11,12 @@ lines.
 """
 
 import collections
+import hashlib
 import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -85,6 +87,16 @@ class Certificates:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def fingerprint(certificate_path, colons=True):
+    """"sha256:AB:CD:..." of a PEM certificate (the SHA-256 of its DER)."""
+    with open(certificate_path, encoding="ascii") as f:
+        der = ssl.PEM_cert_to_DER_cert(f.read())
+    digest = hashlib.sha256(der).hexdigest().upper()
+    if colons:
+        digest = ":".join(digest[i:i + 2] for i in range(0, 64, 2))
+    return "sha256:" + digest
+
+
 def free_ports(count):
     """`count` distinct loopback ports that were free a moment ago: all
     bound at once to port 0, then released for the nodes to take."""
@@ -113,16 +125,23 @@ class Federation:
 
     nodes: {name: {"limits": {...}, "runtimes": {...}}} (runtimes as
     harness.Node takes them; None keeps the node's defaults).
-    peers: {name: [peer names]}; None is a full mesh."""
+    peers: {name: [peer names]}; None is a full mesh.
+    authority: False leaves [federation] authority out (every peer must
+    then be pinned).
+    peer_settings: {(node, peer): {"fingerprint": "sha256:...",
+    "address_of": other node}}: a pin, or the address of another node
+    under the peer's name (an impostor)."""
 
     def __init__(self, certs, nodes, peers=None, hop_limit=8,
                  capacity_interval_seconds=CAPACITY_INTERVAL_SECONDS,
                  relay_timeout_seconds=RELAY_TIMEOUT_SECONDS,
-                 log_level="info"):
+                 log_level="info", authority=True, peer_settings=None):
         self.certs = certs
         self.names = list(nodes)
         self.peers = peers if peers is not None else full_mesh(self.names)
         self.hop_limit = hop_limit
+        self.authority = authority
+        self.peer_settings = peer_settings or {}
         self.folder = tempfile.mkdtemp(prefix="cloudproto-e2e-fed-")
         ports = free_ports(2 * len(self.names))
         self.addresses = {}
@@ -143,17 +162,22 @@ class Federation:
 
     def _federation_tables(self, name, hop_limit, interval, relay_timeout):
         q = toml_string
-        text = ["[federation]",
-                "authority = %s" % q(self.certs.ca),
-                "hop_limit = %d" % hop_limit,
+        text = ["[federation]"]
+        if self.authority:
+            text.append("authority = %s" % q(self.certs.ca))
+        text += ["hop_limit = %d" % hop_limit,
                 "capacity_interval_seconds = %d" % interval,
                 "relay_timeout_seconds = %d" % relay_timeout]
         for peer in self.peers.get(name, []):
+            settings = self.peer_settings.get((name, peer), {})
+            where = settings.get("address_of", peer)
             text += ["",
                      "[[peers]]",
                      "name = %s" % q(peer),
                      "address = %s" % q("127.0.0.1:%d"
-                                        % self.addresses[peer][0])]
+                                        % self.addresses[where][0])]
+            if "fingerprint" in settings:
+                text.append("fingerprint = %s" % q(settings["fingerprint"]))
         return "\n".join(text) + "\n"
 
     def __getitem__(self, name):
@@ -336,11 +360,21 @@ class FederationTestCase(harness.NodeTestCase):
     def tearDownClass(cls):
         cls.certs.close()
 
+    def run(self, result=None):
+        # The federation is closed after NodeTestCase.run has shown the
+        # nodes' logs of a failed test, not before (as a cleanup would).
+        self._closers = []
+        try:
+            return super().run(result)
+        finally:
+            for close in reversed(self._closers):
+                close()
+
     def federation(self, nodes, start=True, **kw):
         fed = Federation(self.certs, nodes, **kw)
         self.fed = fed
         self.nodes = list(fed)
-        self.addCleanup(fed.close)
+        self._closers.append(fed.close)
         if start:
             fed.start()
         return fed
@@ -349,6 +383,8 @@ class FederationTestCase(harness.NodeTestCase):
         if self.fed is None:
             return
         for node in self.fed:
+            if not os.path.exists(node.log_path):
+                continue  # never started
             self.assertEqual(node.crash_lines(), [],
                              "%s logged a crash" % node.name)
             if node.process is not None:

@@ -213,5 +213,94 @@ class PeerFaultTest(federation.FederationTestCase):
         self.assert_ran_once_each([at_a[0], at_b[0]])
 
 
+class LinkTrustTest(federation.FederationTestCase):
+    """Links are made only to a peer whose certificate passes for it
+    (spec 16.2, 16.3): named by it, chained to the authority or pinned."""
+
+    NEVER_UP_SECONDS = 3  # several reconnect attempts
+
+    def assert_never_up(self, name, peer):
+        deadline = time.monotonic() + self.NEVER_UP_SECONDS
+        while time.monotonic() < deadline:
+            self.assertNotEqual(self.fed.link_state(name, peer), "up",
+                                "%s took %s for a peer" % (name, peer))
+            time.sleep(0.1)
+
+    def test_link_to_a_certificate_that_names_another_node_is_not_made(self):
+        # provider-a's peer provider-b is configured at provider-c's
+        # address: provider-c's certificate, valid for the authority,
+        # does not name provider-b.
+        self.federation({A: {}, C: {"runtimes": {"bash": BASH,
+                                                  "perl": PERL}}},
+                        peers={A: [B], C: []},
+                        peer_settings={(A, B): {"address_of": C}},
+                        start=False)
+        self.fed.start(wait=False)
+        self.fed[C].wait_for_log(r"session connected", timeout=10)
+        self.assert_never_up(A, B)
+        with self.subTest("logged as an error of configuration"):
+            # Spec 16.3 (SHOULD); the design: "logged as error".
+            self.assertRegex(self.fed[A].log_text(),
+                             r"(?m) error .*\b%s\b" % B)
+        # The link was closed before any command: provider-c heard no
+        # HELLO from provider-a.
+        self.assertNotRegex(self.fed[C].log_text(),
+                            r"session hello client=%s\b" % A)
+        # Nobody who answered HELLO runs perl, and provider-b never did:
+        # a perl job is refused for now.
+        job_id, desc = self.append_job(runtime="perl")
+        with self.fed.customer(A) as c:
+            c.hello()
+            reply = c.submit(job_id, desc, PERL_SCRIPT)
+        self.assertEqual(reply.code, 451, reply)
+
+    def test_pinned_peers_without_an_authority(self):
+        # No authority: provider-a pins provider-b right (two spellings of
+        # the fingerprint) and provider-c wrong.
+        fp = {n: federation.fingerprint(self.certs.pair(n)[0])
+              for n in NAMES}
+        settings = {
+            (A, B): {"fingerprint": fp[B]},
+            (A, C): {"fingerprint": fp[B]},
+            (B, A): {"fingerprint": "sha256:"
+                     + fp[A][len("sha256:"):].replace(":", "").lower()},
+            (C, A): {"fingerprint": fp[A]},
+        }
+        self.federation(KILL_NODES, peers={A: [B, C], B: [A], C: [A]},
+                        authority=False, peer_settings=settings,
+                        start=False)
+        self.fed.start(wait=False)
+        self.fed.wait_link(A, B, "up")
+        self.fed.wait_link(B, A, "up")
+        self.assert_never_up(A, C)
+        self.assertNotEqual(self.fed.link_state(C, A), "up",
+                            "provider-c's link counts as up, yet provider-a"
+                            " does not take its certificate")
+
+        # Jobs flow between the pinned pair.
+        job_id, desc = self.append_job(nap=0, runtime="work")
+        code, out, err = self.fed[A].submit(APPEND_SCRIPT, desc, "--wait",
+                                            "--job-id", job_id)
+        self.assertEqual(code, 0, err)
+        self.assertEqual(self.fed.runner_by_folder(out), B)
+
+        # Sessions: provider-b's certificate passes; provider-c's (wrong
+        # pin) and one naming provider-b from another authority do not.
+        with self.fed.peer_client(A, as_peer=B) as c:
+            c.hello(B)
+            self.assertEqual(c.command("CAPACITY").code, 250)
+        for who, connect in (
+                ("%s, pinned otherwise" % C,
+                 lambda: self.fed.peer_client(A, as_peer=C)),
+                ("%s from another authority" % B,
+                 lambda: self.fed.peer_client(A, B, other_authority=True))):
+            with self.subTest(who), connect() as c:
+                c.hello()
+                reply = c.command("CAPACITY")
+                self.assertEqual((reply.code, reply.text),
+                                 (530, "CAPACITY is for authenticated"
+                                  " peers"), who)
+
+
 if __name__ == "__main__":
     unittest.main()
