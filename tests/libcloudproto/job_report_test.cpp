@@ -120,3 +120,80 @@ TEST_CASE("job ids: made valid and different, checked strictly") {
     CHECK_FALSE(is_valid_job_id("abcdefghijklmno\n"));
     CHECK_FALSE(is_valid_job_id("abcdefghijklmn\xc3\xa9"));
 }
+
+TEST_CASE("a relayed job's RELAYED-TO and TRACE survive the fields") {
+    struct Row {
+        JobState state;
+        const char* relayed_to;
+        const char* trace;
+    } rows[] = {
+        {JobState::relayed, "beta", ""},
+        {JobState::relayed, "gamma.example.org", "alpha"},
+        {JobState::running, "", "alpha,beta"},
+        {JobState::done, "", "alpha,beta,gamma"},
+        {JobState::queued, "", ""},
+    };
+    for (const auto& row : rows) {
+        CAPTURE(row.relayed_to);
+        CAPTURE(row.trace);
+        JobReport r;
+        r.job_id = "abcdefghijklmnop";
+        r.state = row.state;
+        r.node = "alpha";
+        r.relayed_to = row.relayed_to;
+        r.trace = row.trace;
+
+        auto fields = r.to_fields();
+        std::size_t relayed_to_lines = 0;
+        std::size_t trace_lines = 0;
+        for (const auto& [key, value] : fields) {
+            if (key == "RELAYED-TO") {
+                ++relayed_to_lines;
+                CHECK(value == row.relayed_to);
+            } else if (key == "TRACE") {
+                ++trace_lines;
+                CHECK(value == row.trace);
+            }
+        }
+        // Empty means absent: no key with an empty value.
+        CHECK(relayed_to_lines == (*row.relayed_to ? 1u : 0u));
+        CHECK(trace_lines == (*row.trace ? 1u : 0u));
+
+        auto back = JobReport::from_fields(fields);
+        REQUIRE(back);
+        CHECK(back->state == row.state);
+        CHECK(back->node == "alpha");
+        CHECK(back->relayed_to == row.relayed_to);
+        CHECK(back->trace == row.trace);
+    }
+}
+
+TEST_CASE("RELAYED-TO and TRACE come after NODE, as the spec lists them") {
+    JobReport r;
+    r.job_id = "abcdefghijklmnop";
+    r.state = JobState::relayed;
+    r.runtime = "bash";
+    r.node = "alpha";
+    r.relayed_to = "beta";
+    r.trace = "origin";
+    r.accepted = Clock::time_point{std::chrono::milliseconds{1000}};
+
+    std::vector<std::string> keys;
+    for (const auto& f : r.to_fields())
+        keys.push_back(f.first);
+    std::vector<std::string> want = {"JOB",        "STATE", "RUNTIME", "NODE",
+                                     "RELAYED-TO", "TRACE", "ACCEPTED"};
+    CHECK(keys == want);
+
+    // As the lines of a report: "KEY value" and back.
+    std::vector<Field> reread;
+    for (const auto& f : r.to_fields()) {
+        auto parsed = parse_field(format_field(f));
+        REQUIRE(parsed);
+        reread.push_back(*parsed);
+    }
+    auto back = JobReport::from_fields(reread);
+    REQUIRE(back);
+    CHECK(back->relayed_to == "beta");
+    CHECK(back->trace == "origin");
+}
