@@ -130,3 +130,266 @@ plain = ["127.0.0.1:0"]
 )";
     CHECK(error_of(text).find("node.log_level") != std::string::npos);
 }
+
+// [federation] and [[peers]] (proto-spec "Peers and trust").
+namespace {
+
+const std::string with_tls = R"(
+[node]
+name = "alpha"
+spool_dir = "spool"
+[listen]
+tls = ["127.0.0.1:0"]
+[tls]
+certificate = "alpha.crt"
+private_key = "alpha.key"
+)";
+
+const std::string authority = "[federation]\nauthority = \"ca.pem\"\n";
+
+// 64 hex digits, as the node keeps a fingerprint.
+const std::string pin_hex =
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+// The same, as openssl x509 -fingerprint -sha256 prints it.
+std::string openssl_form(const std::string& hex) {
+    std::string out = "sha256:";
+    for (std::size_t i = 0; i < hex.size(); i += 2) {
+        if (i > 0)
+            out += ':';
+        for (char c : hex.substr(i, 2))
+            out += c >= 'a' && c <= 'f' ? static_cast<char>(c - 'a' + 'A') : c;
+    }
+    return out;
+}
+
+std::string peer(const std::string& name, const std::string& address,
+                 const std::string& fingerprint = "") {
+    std::string s = "[[peers]]\nname = \"" + name + "\"\naddress = \"" +
+                    address + "\"\n";
+    if (!fingerprint.empty())
+        s += "fingerprint = \"" + fingerprint + "\"\n";
+    return s;
+}
+
+} // namespace
+
+TEST_CASE("a federation of two peers is read with all its settings") {
+    auto c = parse_config(with_tls + R"(
+[federation]
+authority = "ca/federation.pem"
+hop_limit = 5
+capacity_interval_seconds = 3
+relay_timeout_seconds = 40
+)" + peer("beta.example.org", "192.0.2.2:25683") +
+                              peer("gamma", "[2001:db8::3]:443",
+                                   openssl_form(pin_hex)),
+                          "/etc/cloud/node.toml");
+    const auto& f = c.federation;
+    CHECK(f.authority == "/etc/cloud/ca/federation.pem");
+    CHECK(f.hop_limit == 5);
+    CHECK(f.capacity_interval.count() == 3);
+    CHECK(f.relay_timeout.count() == 40);
+    REQUIRE(f.peers.size() == 2);
+    CHECK(f.peers[0].name == "beta.example.org");
+    CHECK(f.peers[0].host == "192.0.2.2");
+    CHECK(f.peers[0].port == "25683");
+    CHECK(f.peers[0].fingerprint == "");
+    CHECK(f.peers[1].name == "gamma");
+    CHECK(f.peers[1].host == "2001:db8::3");
+    CHECK(f.peers[1].port == "443");
+    CHECK(f.peers[1].fingerprint == pin_hex);
+    CHECK(f.find_peer("gamma") == &f.peers[1]);
+    CHECK(f.find_peer("delta") == nullptr);
+}
+
+TEST_CASE("without [federation] a node has no peers and the defaults") {
+    auto c = parse_config(minimal, "/etc/cloud/node.toml");
+    CHECK(c.federation.peers.empty());
+    CHECK(c.federation.authority.empty());
+    CHECK(c.federation.hop_limit == 8);
+    CHECK(c.federation.capacity_interval.count() == 2);
+    CHECK(c.federation.relay_timeout.count() == 30);
+
+    // An authority and no peer: a TLS listener is not needed.
+    auto a = parse_config(minimal + authority, "/etc/cloud/node.toml");
+    CHECK(a.federation.authority == "/etc/cloud/ca.pem");
+}
+
+TEST_CASE("a peer's address is a host name or an IP address, and a port") {
+    struct Row {
+        const char* address;
+        const char* host;
+        const char* port;
+    } rows[] = {
+        {"192.0.2.2:25683", "192.0.2.2", "25683"},
+        {"beta.example.org:1", "beta.example.org", "1"},
+        {"[::1]:65535", "::1", "65535"},
+    };
+    for (const auto& row : rows) {
+        CAPTURE(row.address);
+        auto c = parse_config(with_tls + authority + peer("beta", row.address),
+                              "/etc/cloud/node.toml");
+        REQUIRE(c.federation.peers.size() == 1);
+        CHECK(c.federation.peers[0].host == row.host);
+        CHECK(c.federation.peers[0].port == row.port);
+    }
+}
+
+TEST_CASE("a fingerprint is read in openssl's form or as hex, any case") {
+    std::string upper = pin_hex;
+    for (auto& ch : upper)
+        ch = ch >= 'a' && ch <= 'f' ? static_cast<char>(ch - 'a' + 'A') : ch;
+    std::string lower_colons = openssl_form(pin_hex).substr(7);
+    for (auto& ch : lower_colons)
+        ch = ch >= 'A' && ch <= 'F' ? static_cast<char>(ch - 'A' + 'a') : ch;
+
+    const std::string forms[] = {
+        openssl_form(pin_hex),                    // sha256:01:23:...:EF
+        "SHA256:" + openssl_form(pin_hex).substr(7),
+        "sha256:" + pin_hex,
+        pin_hex,                                  // plain lower-case hex
+        upper,                                    // plain upper-case hex
+        lower_colons,                             // 01:23:...:ef
+    };
+    for (const auto& form : forms) {
+        CAPTURE(form);
+        // No authority: every peer is pinned.
+        auto c = parse_config(with_tls + peer("beta", "192.0.2.2:1", form),
+                              "/etc/cloud/node.toml");
+        REQUIRE(c.federation.peers.size() == 1);
+        CHECK(c.federation.peers[0].fingerprint == pin_hex);
+    }
+}
+
+TEST_CASE("a bad federation names the key at fault") {
+    const std::string fed = with_tls + authority;
+    const std::string beta = peer("beta", "192.0.2.2:25683");
+    struct Row {
+        std::string text;
+        std::string says;
+    } rows[] = {
+        // [federation]
+        {with_tls + "[federation]\nauthority = \"ca.pem\"\nhops = 3\n",
+         "federation.hops: is not a known key"},
+        {fed + "hop_limit = 0\n", "federation.hop_limit: must be an integer "
+                                  "from 1 to"},
+        {fed + "hop_limit = 65\n", "federation.hop_limit: must be an integer"},
+        {fed + "hop_limit = \"8\"\n", "federation.hop_limit: must be an integer"},
+        {fed + "capacity_interval_seconds = 0\n",
+         "federation.capacity_interval_seconds: must be an integer"},
+        {fed + "relay_timeout_seconds = 3601\n",
+         "federation.relay_timeout_seconds: must be an integer"},
+        {with_tls + "[federation]\nauthority = \"\"\n",
+         "federation.authority: must be a non-empty string"},
+
+        // A [[peers]] entry
+        {fed + beta + "colour = \"red\"\n",
+         "peers[0].colour: is not a known key"},
+        {fed + beta + peer("gamma", "192.0.2.3:1") + "port = 1\n",
+         "peers[1].port: is not a known key"},
+        {fed + "[[peers]]\naddress = \"192.0.2.2:1\"\n",
+         "peers[0].name: is required"},
+        {fed + "[[peers]]\nname = \"beta\"\n", "peers[0].address: is required"},
+        {fed + peer("be_ta", "192.0.2.2:1"),
+         "peers[0].name: must be 1 to 64 of letters"},
+        {fed + peer("be,ta", "192.0.2.2:1"), "peers[0].name: must be 1 to 64"},
+        {fed + peer("be ta", "192.0.2.2:1"), "peers[0].name: must be 1 to 64"},
+        {fed + peer(std::string(65, 'b'), "192.0.2.2:1"),
+         "peers[0].name: must be 1 to 64"},
+        {fed + peer("alpha", "192.0.2.2:1"),
+         "peers[0].name: is this node's own name"},
+        {fed + beta + peer("alpha", "192.0.2.2:1"),
+         "peers[1].name: is this node's own name"},
+        {fed + beta + peer("beta", "192.0.2.9:2"),
+         "peers[1].name: beta is listed twice"},
+        {fed + peer("beta", "192.0.2.2"),
+         "peers[0].address: '192.0.2.2' must be host:port"},
+        {fed + peer("beta", ":25683"), "peers[0].address"},
+        {fed + peer("beta", "192.0.2.2:"), "peers[0].address"},
+        {fed + peer("beta", "192.0.2.2:http"), "peers[0].address"},
+        {fed + peer("beta", "192.0.2.2:-1"), "peers[0].address"},
+        {fed + peer("beta", "192.0.2.2:025683"), "peers[0].address"},
+        {fed + peer("beta", "192.0.2.2:123456"), "peers[0].address"},
+        {fed + peer("beta", "192.0.2.2:1 "), "peers[0].address"},
+        {fed + peer("beta", "192.0.2.2:1", "sha256:12:34"),
+         "peers[0].fingerprint: must be the certificate's SHA-256"},
+        {fed + peer("beta", "192.0.2.2:1", pin_hex.substr(1)),
+         "peers[0].fingerprint"},
+        {fed + peer("beta", "192.0.2.2:1", pin_hex + "0"),
+         "peers[0].fingerprint"},
+        {fed + peer("beta", "192.0.2.2:1", "g" + pin_hex.substr(1)),
+         "peers[0].fingerprint"},
+        {fed + peer("beta", "192.0.2.2:1", "sha1:" + pin_hex),
+         "peers[0].fingerprint"},
+        {fed + peer("beta", "192.0.2.2:1", "sha256:"), "peers[0].fingerprint"},
+        {fed + peer("beta", "192.0.2.2:1", " " + pin_hex),
+         "peers[0].fingerprint"},
+        {fed + beta + "fingerprint = 12\n", "peers[0].fingerprint"},
+
+        // Trust and listeners
+        {with_tls + beta,
+         "peers[0]: needs a fingerprint when [federation] names no "
+         "authority"},
+        {with_tls + peer("beta", "192.0.2.2:1", pin_hex) +
+             peer("gamma", "192.0.2.3:1"),
+         "peers[1]: needs a fingerprint"},
+        {minimal + authority + beta,
+         "peers: need a TLS listener and certificate"},
+
+        // [[peers]] must be an array of tables
+        // (root keys come before the first table)
+        {"peers = \"beta\"\n" + fed, "peers: must be an array of tables"},
+        {"peers = [\"beta\"]\n" + fed, "peers: must be an array of tables"},
+        {"peers = 3\n" + fed, "peers: must be an array of tables"},
+        {fed + "[peers]\nname = \"beta\"\naddress = \"192.0.2.2:1\"\n",
+         "peers: must be an array of tables"},
+
+        // node.name: no ',' (it separates TRACE's names), no '_'
+        {"[node]\nname = \"a,b\"\nspool_dir = \"s\"\n[listen]\n"
+         "plain = [\"127.0.0.1:0\"]\n",
+         "node.name: must be 1 to 64 of letters, digits, '.' and '-'"},
+        {"[node]\nname = \"a_b\"\nspool_dir = \"s\"\n[listen]\n"
+         "plain = [\"127.0.0.1:0\"]\n",
+         "node.name: must be 1 to 64"},
+        {"[node]\nname = \"" + std::string(65, 'a') +
+             "\"\nspool_dir = \"s\"\n[listen]\nplain = [\"127.0.0.1:0\"]\n",
+         "node.name: must be 1 to 64"},
+    };
+    for (const auto& row : rows) {
+        CAPTURE(row.text);
+        auto error = error_of(row.text);
+        CHECK(error.find("/etc/cloud/node.toml: ") == 0);
+        CHECK_MESSAGE(error.find(row.says) != std::string::npos, error);
+    }
+}
+
+// A port is 0 to 65535 (config.cpp reads five digits and no more).
+TEST_CASE("a peer's port past 65535 is refused" * doctest::may_fail()) {
+    for (std::string address : {"192.0.2.2:65536", "192.0.2.2:99999"}) {
+        CAPTURE(address);
+        auto error = error_of(with_tls + authority + peer("beta", address));
+        CHECK_MESSAGE(error.find("peers[0].address") != std::string::npos,
+                      error);
+    }
+}
+
+// proto-spec 7.2: node names are compared without regard to case, and a
+// node name is unique in the federation.
+TEST_CASE("peer names that differ only in case are one name" *
+          doctest::may_fail()) {
+    const std::string fed = with_tls + authority;
+    auto own = error_of(fed + peer("ALPHA", "192.0.2.2:1"));
+    CHECK_MESSAGE(own.find("peers[0].name: is this node's own name") !=
+                      std::string::npos,
+                  own);
+    auto twice =
+        error_of(fed + peer("beta", "192.0.2.2:1") + peer("Beta", "192.0.2.3:1"));
+    CHECK_MESSAGE(twice.find("peers[1].name") != std::string::npos, twice);
+}
+
+// A [federation] that is not a table is not silently ignored.
+TEST_CASE("federation that is not a table is refused" * doctest::may_fail()) {
+    auto error = error_of("federation = 3\n" + minimal);
+    CHECK_MESSAGE(error.find("federation") != std::string::npos, error);
+}
