@@ -2,11 +2,16 @@
 
 #include "support/temp_dir.hpp"
 
+#include "cloudproto/text.hpp"
+
 #include <doctest/doctest.h>
 
 #include <asio/io_context.hpp>
 
 #include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
 
 namespace fs = std::filesystem;
 using namespace std::string_literals;
@@ -190,4 +195,315 @@ TEST_CASE("results past their retention are forgotten at start-up") {
     REQUIRE(found.finished.size() == 1);
     CHECK(found.finished[0].id() == make_job(2).id());
     CHECK(count(dir.path / "results", ".result") == 1);
+}
+
+// Federation: routes, results owed to a peer, relayed jobs' HOPS and
+// TRACE (proto-spec "Custody along a relay").
+namespace {
+
+const Spool::Done ignore = [](const std::string&) {};
+
+Job relayed_job(int n, std::uint64_t hops, std::vector<std::string> trace) {
+    Job job = make_job(n);
+    job.route.hops = hops;
+    job.route.trace = std::move(trace);
+    return job;
+}
+
+Job finished(Job job) {
+    job.report.state = JobState::done;
+    job.report.outcome = cloudproto::Outcome::exited;
+    job.report.exit_code = 0;
+    job.report.finished = Clock::now();
+    return job;
+}
+
+std::string read_file(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+const Job* find(const std::vector<Job>& jobs, const std::string& id) {
+    for (const auto& job : jobs) {
+        if (job.id() == id)
+            return &job;
+    }
+    return nullptr;
+}
+
+} // namespace
+
+TEST_CASE("a relayed job comes back from the spool with its route") {
+    TempDir dir;
+    const auto in = relayed_job(1, 2, {"alpha", "beta.example.org"});
+    const auto own = make_job(2);
+    {
+        asio::io_context io;
+        Spool spool(io, dir.path, dir.path / "outbox");
+        spool.recover(week);
+        spool.store_job(in, ignore);
+        spool.store_job(own, ignore);
+        io.run();
+    }
+    std::string batches;
+    for (auto& e : fs::directory_iterator(dir.path / "batches"))
+        batches += read_file(e.path());
+    CHECK(batches.find(" HOPS=2 TRACE=alpha,beta.example.org\n") !=
+          std::string::npos);
+
+    asio::io_context io;
+    Spool spool(io, dir.path, dir.path / "outbox");
+    auto found = spool.recover(week);
+    CHECK(found.problems.empty());
+    REQUIRE(found.unfinished.size() == 2);
+
+    const Job& back = found.unfinished[0];
+    CHECK(back.id() == in.id());
+    CHECK(back.relayed_in());
+    CHECK(back.route.hops == 2);
+    CHECK(back.route.trace == in.route.trace);
+    CHECK(back.script == in.script);
+    CHECK(back.descriptor_text == in.descriptor_text);
+    CHECK(back.relay_peer.empty());
+    CHECK_FALSE(back.in_doubt);
+
+    const Job& plain = found.unfinished[1];
+    CHECK(plain.id() == own.id());
+    CHECK_FALSE(plain.relayed_in());
+    CHECK(plain.route.hops == 0);
+}
+
+TEST_CASE("a job whose route was stored comes back in doubt, to that peer") {
+    TempDir dir;
+    auto going = make_job(1);
+    going.relay_peer = "gamma";
+    const auto staying = make_job(2);
+    {
+        asio::io_context io;
+        Spool spool(io, dir.path, dir.path / "outbox");
+        spool.recover(week);
+        spool.store_job(going, ignore);
+        spool.store_job(staying, ignore);
+        io.run();
+        io.restart();
+        std::string error = "not called";
+        spool.store_route(going, [&](const std::string& e) { error = e; });
+        io.run();
+        CHECK(error == "");
+    }
+    auto route = dir.path / "routes" / (going.id() + ".route");
+    REQUIRE(fs::exists(route));
+    CHECK(read_file(route).find("PEER gamma\n") != std::string::npos);
+
+    asio::io_context io;
+    Spool spool(io, dir.path, dir.path / "outbox");
+    auto found = spool.recover(week);
+    CHECK(found.problems.empty());
+    REQUIRE(found.unfinished.size() == 2);
+    const Job* g = find(found.unfinished, going.id());
+    const Job* s = find(found.unfinished, staying.id());
+    REQUIRE(g);
+    REQUIRE(s);
+    CHECK(g->relay_peer == "gamma");
+    CHECK(g->in_doubt);
+    CHECK(s->relay_peer == "");
+    CHECK_FALSE(s->in_doubt);
+    // Still owed a result: the route stays.
+    CHECK(fs::exists(route));
+}
+
+TEST_CASE("a result takes the job's route away, at once or at start-up") {
+    TempDir dir;
+    auto job = make_job(1);
+    job.relay_peer = "gamma";
+    auto routes = dir.path / "routes";
+    {
+        asio::io_context io;
+        Spool spool(io, dir.path, dir.path / "outbox");
+        spool.recover(week);
+        spool.store_job(job, ignore);
+        io.run();
+        io.restart();
+        spool.store_route(job, ignore);
+        io.run();
+        io.restart();
+        REQUIRE(fs::exists(routes / (job.id() + ".route")));
+        spool.store_result(finished(job), "out", "", "mail", "", ignore);
+        io.run();
+    }
+    CHECK_FALSE(fs::exists(routes / (job.id() + ".route")));
+
+    // A route left behind (say, a crash before it was removed), and one
+    // of a job the spool never heard of.
+    std::ofstream(routes / (job.id() + ".route"))
+        << "cloudproto-route 1\nPEER gamma\n";
+    std::ofstream(routes / "unknown-job-0000001.route")
+        << "cloudproto-route 1\nPEER gamma\n";
+
+    asio::io_context io;
+    Spool spool(io, dir.path, dir.path / "outbox");
+    auto found = spool.recover(week);
+    CHECK(found.problems.empty());
+    CHECK(found.unfinished.empty());
+    REQUIRE(found.finished.size() == 1);
+    CHECK(found.finished[0].id() == job.id());
+    CHECK(count(routes, ".route") == 0);
+}
+
+TEST_CASE("a damaged route is set aside and its job runs without it") {
+    TempDir dir;
+    const auto job = make_job(1);
+    {
+        asio::io_context io;
+        Spool spool(io, dir.path, dir.path / "outbox");
+        spool.recover(week);
+        spool.store_job(job, ignore);
+        io.run();
+    }
+    auto route = dir.path / "routes" / (job.id() + ".route");
+    std::ofstream(route) << "cloudproto-route 1\nPEER not_a_node\n";
+
+    asio::io_context io;
+    Spool spool(io, dir.path, dir.path / "outbox");
+    auto found = spool.recover(week);
+    REQUIRE(found.unfinished.size() == 1);
+    CHECK(found.unfinished[0].relay_peer == "");
+    CHECK_FALSE(found.unfinished[0].in_doubt);
+    CHECK(found.problems.size() == 1);
+    CHECK(fs::exists(dir.path / "routes" / (job.id() + ".route.damaged")));
+}
+
+TEST_CASE("a result owed to a peer: no mail here, owed until returned") {
+    TempDir dir;
+    const auto owed = finished(relayed_job(1, 1, {"alpha"}));
+    const auto mailed = finished(make_job(2));
+    {
+        asio::io_context io;
+        Spool spool(io, dir.path, dir.path / "outbox");
+        spool.recover(week);
+        spool.store_job(owed, ignore);
+        spool.store_job(mailed, ignore);
+        io.run();
+        io.restart();
+        std::string error = "not called";
+        spool.store_result(owed, "out", "err", "", "alpha",
+                           [&](const std::string& e) { error = e; });
+        spool.store_result(mailed, "out", "err", "mail", "", ignore);
+        io.run();
+        CHECK(error == "");
+    }
+    CHECK_FALSE(fs::exists(dir.path / "outbox" / (owed.id() + ".eml")));
+    CHECK(fs::exists(dir.path / "outbox" / (mailed.id() + ".eml")));
+    CHECK(count(dir.path / "batches", ".batch") == 0);
+
+    {
+        asio::io_context io;
+        Spool spool(io, dir.path, dir.path / "outbox");
+        auto found = spool.recover(week);
+        CHECK(found.problems.empty());
+        CHECK(found.unfinished.empty());
+        CHECK(found.finished.size() == 2);
+        CHECK(found.owed_returns.size() == 1);
+        CHECK(found.owed_returns[owed.id()] == "alpha");
+
+        // The output reads back whatever the result is owed to.
+        std::string got_out, got_err;
+        spool.load_output(owed.id(), [&](const std::string& e, std::string o,
+                                         std::string r) {
+            CHECK(e.empty());
+            got_out = std::move(o);
+            got_err = std::move(r);
+        });
+        io.run();
+        io.restart();
+        CHECK(got_out == "out");
+        CHECK(got_err == "err");
+
+        spool.mark_returned(owed.id());
+        io.run(); // until the disk worker has touched the marker
+    }
+    CHECK(fs::exists(dir.path / "results" / (owed.id() + ".returned")));
+
+    asio::io_context io;
+    Spool spool(io, dir.path, dir.path / "outbox");
+    auto found = spool.recover(week);
+    CHECK(found.problems.empty());
+    CHECK(found.owed_returns.empty());
+    CHECK(found.finished.size() == 2);
+}
+
+TEST_CASE("a result past its retention goes with its returned marker") {
+    TempDir dir;
+    auto old = finished(relayed_job(1, 1, {"alpha"}));
+    old.report.finished = Clock::now() - std::chrono::hours{24 * 8};
+    {
+        asio::io_context io;
+        Spool spool(io, dir.path, dir.path / "outbox");
+        spool.recover(week);
+        spool.store_result(old, "", "", "", "alpha", ignore);
+        io.run();
+        io.restart();
+        spool.mark_returned(old.id());
+        io.run();
+    }
+    REQUIRE(fs::exists(dir.path / "results" / (old.id() + ".returned")));
+
+    asio::io_context io;
+    Spool spool(io, dir.path, dir.path / "outbox");
+    auto found = spool.recover(week);
+    CHECK(found.finished.empty());
+    CHECK(found.owed_returns.empty());
+    CHECK(count(dir.path / "results", ".result") == 0);
+    CHECK(count(dir.path / "results", ".returned") == 0);
+}
+
+TEST_CASE("batch records with and without a route parse") {
+    // As an older node wrote them (five words), and as this one writes a
+    // relayed job (HOPS and TRACE after them).
+    const std::string desc = "runtime = \"bash\"\n";
+    const std::string script = "echo hi\n";
+    const auto sizes =
+        std::to_string(desc.size()) + " " + std::to_string(script.size());
+    struct Row {
+        std::string line;
+        std::uint64_t hops;
+        std::vector<std::string> trace;
+    } rows[] = {
+        {"JOB old-format-job-0001 1234 " + sizes, 0, {}},
+        {"JOB relayed-job-000001 1234 " + sizes + " HOPS=2 TRACE=a,b", 2,
+         {"a", "b"}},
+        {"JOB relayed-job-000002 1234 " + sizes + " TRACE=a HOPS=1", 1,
+         {"a"}},
+        {"JOB unknown-param-0001 1234 " + sizes + " X-FUTURE=1", 0, {}},
+    };
+    for (const auto& row : rows) {
+        CAPTURE(row.line);
+        TempDir dir;
+        fs::create_directories(dir.path / "batches");
+        std::ofstream(dir.path / "batches" / "00000000000000000007.batch",
+                      std::ios::binary)
+            << "cloudproto-batch 1\n"
+            << row.line << '\n'
+            << desc << script << '\n';
+
+        asio::io_context io;
+        Spool spool(io, dir.path, dir.path / "outbox");
+        auto found = spool.recover(week);
+        CHECK(found.problems.empty());
+        REQUIRE(found.unfinished.size() == 1);
+        const Job& job = found.unfinished[0];
+        CHECK(job.id() == cloudproto::split_words(row.line)[1]);
+        CHECK(job.report.accepted ==
+              Clock::time_point{std::chrono::milliseconds{1234}});
+        CHECK(job.descriptor_text == desc);
+        CHECK(job.script == script);
+        CHECK(job.route.hops == row.hops);
+        CHECK(job.route.trace == row.trace);
+        CHECK(job.relayed_in() == !row.trace.empty());
+
+        // New batches are numbered after it.
+        spool.store_job(make_job(1), ignore);
+        io.run();
+        CHECK(fs::exists(dir.path / "batches" / "00000000000000000008.batch"));
+    }
 }
