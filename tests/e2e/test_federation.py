@@ -26,10 +26,16 @@ from harness import descriptor, new_job_id
 A, B, C = NAMES
 
 # provider-a has one slot, the others two; only provider-c runs perl.
+# provider-a keeps less output, provider-c takes smaller and shorter jobs
+# than the others.
+A_MAX_OUTPUT_BYTES = 1000
+C_MAX_JOB_BYTES = 65536
+C_MAX_TIMEOUT_SECONDS = 60
 ROUTING_NODES = {
-    A: {"limits": {"slots": 1}},
+    A: {"limits": {"slots": 1, "max_output_bytes": A_MAX_OUTPUT_BYTES}},
     B: {"limits": {"slots": 2}},
-    C: {"limits": {"slots": 2},
+    C: {"limits": {"slots": 2, "max_job_bytes": C_MAX_JOB_BYTES,
+                   "max_timeout_seconds": C_MAX_TIMEOUT_SECONDS},
         "runtimes": {"bash": BASH, "python": PYTHON, "perl": PERL}},
 }
 HOP_LIMIT = 3
@@ -171,6 +177,46 @@ class RoutingTest(federation.FederationTestCase):
                           " provider"))
         for name in NAMES:
             self.assertEqual(self.status_code(name, job_id), 550, name)
+
+    def test_job_beyond_the_only_runners_limits_is_refused(self):
+        # Only provider-c runs perl, and it takes neither a job longer
+        # than its MAX-TIMEOUT-SECONDS nor one larger than its
+        # MAX-JOB-BYTES: no peer could take them (spec 16.5).
+        long_id = new_job_id()
+        big_id = new_job_id()
+        desc = descriptor("perl", timeout_seconds=C_MAX_TIMEOUT_SECONDS + 1)
+        big_script = b"print 1;\n" + b"#" * C_MAX_JOB_BYTES
+        with self.fed.customer(A) as c:
+            c.hello()
+            for job_id, d, script in ((long_id, desc, b"print 1;\n"),
+                                      (big_id, descriptor("perl"),
+                                       big_script)):
+                with self.subTest(job_id=job_id):
+                    reply = c.submit(job_id, d, script)
+                    self.assertEqual((reply.code, reply.text),
+                                     (554, "runtime perl is not offered by"
+                                      " any provider"))
+        for job_id in (long_id, big_id):
+            self.assertEqual(self.status_code(A, job_id), 550)
+
+    def test_returned_output_is_kept_within_the_origins_limit(self):
+        # provider-c keeps all 5000 octets; provider-a keeps its own
+        # MAX-OUTPUT-BYTES of them and says so (spec 16.8).
+        job_id = new_job_id()
+        script = b'print "x" x 5000; print STDERR "e" x 10;\n'
+        with self.fed.customer(A) as c:
+            c.hello()
+            self.hand_in(c, job_id, descriptor("perl"), script)
+        self.assertEqual(self.wait_final(A, [job_id]), {job_id: "done"})
+        fields, out, err = self.result(A, job_id)
+        self.assertEqual(fields["NODE"], C)
+        self.assertEqual((out, err), (b"x" * A_MAX_OUTPUT_BYTES, b"e" * 10))
+        self.assertEqual((fields["STDOUT-BYTES"], fields["STDOUT-TRUNCATED"],
+                          fields["STDERR-BYTES"], fields["STDERR-TRUNCATED"]),
+                         ("5000", "yes", "10", "no"), fields)
+        fields, out, _ = self.result(C, job_id)
+        self.assertEqual((len(out), fields["STDOUT-TRUNCATED"]),
+                         (5000, "no"))
 
     def test_full_mesh_jobs_from_every_node_run_once(self):
         # Four jobs handed in at each node, more than all slots together:
@@ -358,6 +404,18 @@ class PeerProtocolTest(federation.FederationTestCase):
         self.assertRegex(self.fed[A].log_text(),
                          r"%s job relayed peer=%s hops=2\b" % (job_id, C))
 
+        # The only runner is in the trace already: no peer could take it
+        # (spec 8.10 step 12), 554 and nothing stored.
+        with self.subTest("the runner in the trace"), \
+                self.fed.peer_client(A, as_peer=B) as c:
+            c.hello(B)
+            other_id, desc = self.append_job(runtime="perl")
+            reply = relay(c, other_id, desc, PERL_SCRIPT, 2, [C, B])
+            self.assertEqual((reply.code, reply.text),
+                             (554, "runtime perl is not offered by any"
+                              " provider"))
+            self.assertEqual(self.status_code(A, other_id), 550)
+
     def assert_session_goes_on(self, client, reply):
         try:
             noop = client.command("NOOP")
@@ -409,6 +467,37 @@ class PeerProtocolTest(federation.FederationTestCase):
             self.assertEqual((reply.code, reply.text),
                              (250, job_id + " accepted"))
         self.assertEqual(self.wait_final(A, [job_id]), {job_id: "done"})
+
+    def test_relay_larger_than_max_job_bytes_is_refused_unread(self):
+        job_id = new_job_id()
+        with self.fed.peer_client(C, as_peer=A) as c:
+            c.hello(A)
+            c.line("RELAY %s 100 %d HOPS=1 TRACE=%s"
+                   % (job_id, C_MAX_JOB_BYTES, A))
+            reply = c.reply()
+            self.assertEqual((reply.code, reply.text),
+                             (552, "job of %d octets exceeds MAX-JOB-BYTES"
+                              " %d" % (C_MAX_JOB_BYTES + 100,
+                                       C_MAX_JOB_BYTES)))
+            self.assertTrue(c.is_closed(), "the node did not close")
+        self.assertEqual(self.status_code(C, job_id), 550)
+
+    def test_return_with_bad_counts_or_id_is_a_syntax_error(self):
+        # Counts the node cannot trust: 501, and it closes (spec 8.11).
+        for line in ("RETURN %s 65537 0 0", "RETURN %s 10 x 0",
+                     "RETURN %s 10 0"):
+            with self.subTest(line=line), \
+                    self.fed.peer_client(A, as_peer=C) as c:
+                c.hello(C)
+                reply = c.command(line % new_job_id())
+                self.assertEqual(reply.code, 501, reply)
+                self.assertTrue(c.is_closed(), "the node did not close")
+        # A bad identifier: 501 once the payload is read; it goes on.
+        with self.fed.peer_client(A, as_peer=C) as c:
+            c.hello(C)
+            reply = return_result(c, "short", done_report("short", C))
+            self.assertEqual(reply.code, 501, reply)
+            self.assert_session_goes_on(c, reply)
 
     def test_same_relay_twice_runs_once(self):
         job_id, desc = self.append_job(nap=0.3)
