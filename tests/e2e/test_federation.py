@@ -3,12 +3,15 @@
 a job handed in at a node that has no free slot runs at a peer and its
 result comes back to the origin; a burst spreads over all three; a
 runtime that one node runs lands there from the others; one that nobody
-runs is refused at once; jobs from every node run exactly once. Then the
-peer verbs spoken by hand: capabilities and CAPACITY, RELAY's loop and hop
-checks, a RELAY sent twice, who may use the verbs at all (530), and a
-RETURN from the wrong peer (550).
+runs, or whose only runner's limits a job passes, is refused at once; a
+returned output is kept within the origin's own limit; jobs from every
+node run exactly once. Then the peer verbs spoken by hand: capabilities
+and CAPACITY, RELAY's parameter, loop and hop checks, a RELAY relayed on,
+a RELAY sent twice, who may use the verbs at all (530), RETURN's syntax
+and a RETURN from the wrong peer (550).
 
-Faults (a peer killed, a peer down) are in test_federation_faults.py.
+Faults (a peer killed, frozen or down, an origin killed) and the trust
+of links are in test_federation_faults.py.
 """
 
 import os
