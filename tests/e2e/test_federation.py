@@ -202,6 +202,28 @@ class RoutingTest(federation.FederationTestCase):
         for job_id in (long_id, big_id):
             self.assertEqual(self.status_code(A, job_id), 550)
 
+    def test_job_refused_by_its_only_runner_fails_at_the_origin(self):
+        # provider-c already holds another job under the same id: it
+        # answers the RELAY 556, and no other peer runs perl. The job ends
+        # failed at the origin, which names the refusal and mails it
+        # (spec 16.9).
+        job_id = new_job_id()
+        with self.fed.customer(C) as c:
+            c.hello()
+            self.hand_in(c, job_id, descriptor("perl"), b"print 1;\n")
+        with self.fed.customer(A) as c:
+            c.hello()
+            self.hand_in(c, job_id, descriptor("perl"), b"print 2;\n")
+        self.assertEqual(self.wait_final(A, [job_id]), {job_id: "failed"})
+        report = self.report(A, job_id)
+        self.assertEqual(report["NODE"], A, report)
+        self.assertIn(C, report.get("ERROR", ""), report)
+        self.assertIn("556", report.get("ERROR", ""), report)
+        self.fed[A].mail(job_id)
+        # provider-c's own job is untouched.
+        _, out, _ = self.result(C, job_id)
+        self.assertEqual(out, b"1")
+
     def test_returned_output_is_kept_within_the_origins_limit(self):
         # provider-c keeps all 5000 octets; provider-a keeps its own
         # MAX-OUTPUT-BYTES of them and says so (spec 16.8).
