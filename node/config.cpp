@@ -36,10 +36,13 @@ public:
     // A typo in a key would otherwise be ignored in silence.
     void only(std::string_view table,
               std::initializer_list<std::string_view> known) const {
-        const toml::table* t =
-            table.empty() ? &root_ : root_.at_path(table).as_table();
-        if (!t)
+        const toml::node* n =
+            table.empty() ? &root_ : root_.at_path(table).node();
+        if (!n)
             return;
+        const toml::table* t = n->as_table();
+        if (!t)
+            fail(table, "must be a table");
         for (auto& [key, value] : *t) {
             if (std::find(known.begin(), known.end(), key.str()) == known.end())
                 fail(table.empty() ? std::string(key.str())
@@ -235,9 +238,13 @@ Peer read_peer(const toml::table& entry, const std::filesystem::path& file,
         r.fail("name", node_name_rule);
     auto address = r.string("address", {}, true);
     auto colon = address.rfind(':');
-    if (colon == std::string::npos || colon == 0 ||
-        !cloudproto::parse_count(address.substr(colon + 1), 5))
-        r.fail("address", fmt::format("'{}' must be host:port", address));
+    auto port = colon == std::string::npos
+                    ? std::nullopt
+                    : cloudproto::parse_count(address.substr(colon + 1), 5);
+    if (colon == 0 || !port || *port == 0 || *port > 65535)
+        r.fail("address", fmt::format("'{}' must be host:port, the port "
+                                      "from 1 to 65535",
+                                      address));
     p.host = address.substr(0, colon);
     if (p.host.size() > 2 && p.host.front() == '[')
         p.host = p.host.substr(1, p.host.size() - 2);
@@ -262,7 +269,8 @@ Federation read_federation(const toml::table& root,
     if (r.find("federation.authority"))
         f.authority = r.path("federation.authority", {});
     f.hop_limit =
-        r.integer("federation.hop_limit", cloudproto::default_hop_limit, 1, 64);
+        r.integer("federation.hop_limit", cloudproto::default_hop_limit, 1,
+                  cloudproto::max_hop_limit);
     f.capacity_interval =
         seconds{r.integer("federation.capacity_interval_seconds", 2, 1, 3600)};
     f.relay_timeout =
@@ -280,7 +288,7 @@ Federation read_federation(const toml::table& root,
             r.fail("peers", "must be an array of tables: [[peers]]");
         Peer p = read_peer(*entry, file, i);
         auto where = fmt::format("peers[{}].name", i);
-        if (p.name == c.name)
+        if (cloudproto::same_node_name(p.name, c.name))
             r.fail(where, "is this node's own name");
         if (f.find_peer(p.name))
             r.fail(where, fmt::format("{} is listed twice", p.name));
@@ -305,7 +313,7 @@ bool is_loopback(const std::string& host) {
 
 const Peer* Federation::find_peer(std::string_view wanted) const {
     for (const auto& p : peers) {
-        if (p.name == wanted)
+        if (cloudproto::same_node_name(p.name, wanted))
             return &p;
     }
     return nullptr;

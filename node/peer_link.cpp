@@ -182,6 +182,7 @@ asio::awaitable<bool> PeerLink::connect() {
     session_ = std::make_unique<cloudproto::ClientSession>(
         io_.get_executor(), &tls_, config_.federation.relay_timeout);
     std::string why;
+    bool untrusted = false;
     auto greeting = co_await session_->connect(peer_.host, peer_.port, false);
     if (!greeting) {
         why = session_->error();
@@ -189,6 +190,7 @@ asio::awaitable<bool> PeerLink::connect() {
         why = "greeted with " + reply_text(*greeting);
     } else if (!certificate_proves_peer()) {
         why = "its certificate does not prove it is " + peer_.name;
+        untrusted = true;
     } else {
         auto hello = co_await session_->hello(config_.name);
         if (!hello)
@@ -205,8 +207,11 @@ asio::awaitable<bool> PeerLink::connect() {
 
     session_->close();
     if (why != down_reason_) {
-        log::info("-", "peer", "unreachable", "name={} address={}:{} reason={}",
-                  peer_.name, peer_.host, peer_.port, log::value(why));
+        // A certificate that proves nothing is the operator's to fix.
+        auto level = untrusted ? log::Level::error : log::Level::info;
+        log::emit(level, "-", "peer", "unreachable",
+                  "name={} address={}:{} reason={}", peer_.name, peer_.host,
+                  peer_.port, log::value(why));
         down_reason_ = why;
     }
     co_return false;

@@ -1,5 +1,7 @@
 #include "node/peer_trust.hpp"
 
+#include "cloudproto/federation.hpp"
+
 #include <algorithm>
 
 namespace cloudnode {
@@ -9,7 +11,10 @@ bool proves(const Federation& federation, const Peer& peer,
     if (!cert.present)
         return false;
     const auto& names = cert.names;
-    if (std::find(names.begin(), names.end(), peer.name) == names.end())
+    bool named = std::any_of(names.begin(), names.end(), [&](const auto& n) {
+        return cloudproto::same_node_name(n, peer.name);
+    });
+    if (!named)
         return false;
     if (!federation.authority.empty() && !cert.chain_verified)
         return false;

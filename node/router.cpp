@@ -102,17 +102,15 @@ bool Router::fits(const Job& job, const PeerLink& link) const {
     return !hop_limit || job.route.hops + 1 <= *hop_limit;
 }
 
-Router::Offer Router::offer(const std::string& runtime,
-                            const cloudproto::RelayRoute& route) const {
-    if (config_.find_runtime(runtime))
+Router::Offer Router::offer(const Job& job) const {
+    if (config_.find_runtime(job.descriptor.runtime))
         return Offer::here;
     bool unheard = false;
     for (const auto& l : links_) {
-        if (route.crossed(l.name()))
-            continue;
-        if (l.runs(runtime))
+        if (!l.capabilities())
+            unheard = unheard || !job.route.crossed(l.name());
+        else if (fits(job, l))
             return Offer::peers;
-        unheard = unheard || !l.capabilities();
     }
     return unheard ? Offer::not_reachable : Offer::nobody;
 }
@@ -280,6 +278,10 @@ void Router::relayed(const std::string& id, RelayOutcome outcome,
         job->in_doubt = false;
         job->report.relayed_to = peer;
         job->report.node = peer;
+        job->report.trace = job->route.trace_text();
+        if (!job->report.trace.empty())
+            job->report.trace += ',';
+        job->report.trace += config_.name;
         jobs_.set_state(*job, JobState::relayed);
         log::info(id, "job", "relayed", "peer={} hops={} reply={}", peer,
                   job->route.hops + 1, log::value(reply));
@@ -396,13 +398,6 @@ void Router::store_returned(const std::string& peer,
 void Router::give_back(const Job& job) {
     if (job.relayed_in())
         give_back(job.id(), job.route.trace.back());
-}
-
-std::uint64_t Router::output_limit(const Peer& peer) const {
-    PeerLink* l = link(peer.name);
-    if (!l || !l->capabilities())
-        return 0;
-    return l->capabilities()->max_output_bytes;
 }
 
 void Router::owe_returns(const std::map<std::string, std::string>& owed) {

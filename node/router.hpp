@@ -39,15 +39,14 @@ public:
     // where it can run.
     void place(Job& job);
 
-    // Whether a job for `runtime`, come by `route`, can be taken.
+    // Whether `job` (its descriptor read, its route set) can be taken.
     enum class Offer {
         here,          // this node runs it
         peers,         // a peer outside the route runs it
         not_reachable, // no peer seen yet runs it, but some never answered
         nobody,        // no provider offers it
     };
-    Offer offer(const std::string& runtime,
-                const cloudproto::RelayRoute& route) const;
+    Offer offer(const Job& job) const;
 
     // Runtimes for a customer's HELLO: this node's and its peers'.
     std::vector<std::string> runtimes_accepted() const;
@@ -62,9 +61,6 @@ public:
                              const std::string& job_id) const;
     void store_returned(const std::string& peer, cloudproto::JobReport report,
                         std::string out, std::string err, Spool::Done done);
-
-    // The most output per stream `peer` announced it keeps; 0: unknown.
-    std::uint64_t output_limit(const Peer& peer) const;
 
     // Results owed to peers from before a restart.
     void owe_returns(const std::map<std::string, std::string>& owed);

@@ -85,7 +85,7 @@ const Session::Verb Session::verbs[] = {
     // Between peers only.
     {"CAPACITY", true, false, true, 0, 0, &Session::proceed_capacity,
      "CAPACITY"},
-    {"RELAY", false, true, true, 5, 32, &Session::proceed_relay,
+    {"RELAY", false, true, true, 3, 32, &Session::proceed_relay,
      "RELAY <job-id> <descriptor-octets> <script-octets> HOPS=<n> "
      "TRACE=<node>[,<node>...]"},
     {"RETURN", false, true, true, 4, 4, &Session::proceed_return,
@@ -293,7 +293,7 @@ asio::awaitable<void> Session::proceed_submit(const Command& cmd) {
 // Reads a payload of `total` octets; nullopt when the session ends
 // instead (timed out, or cut).
 asio::awaitable<std::optional<std::string>>
-Session::read_payload(const Command&, std::uint64_t total) {
+Session::read_payload(std::uint64_t total) {
     const auto& cfg = ctx_.config;
     std::string payload;
     connection_->arm(cfg.idle_timeout);
@@ -340,7 +340,7 @@ asio::awaitable<void> Session::receive_job(const Command& cmd) {
     }
 
     // The payload, whatever is wrong with the rest.
-    auto payload = co_await read_payload(cmd, total);
+    auto payload = co_await read_payload(total);
     if (!payload)
         co_return;
     if (!check_submit_args(cmd))
@@ -434,7 +434,8 @@ std::optional<std::string> Session::check_descriptor(Job& job) {
         return err->to_string();
     }
     auto& d = std::get<cloudproto::Descriptor>(parsed);
-    switch (ctx_.router.offer(d.runtime, job.route)) {
+    job.descriptor = d;
+    switch (ctx_.router.offer(job)) {
     case Router::Offer::here:
     case Router::Offer::peers:
         break;

@@ -87,7 +87,9 @@ private:
     // SUBMIT and RELAY: the command line, the payload, the job.
     asio::awaitable<void> receive_job(const Command& cmd);
     asio::awaitable<std::optional<std::string>>
-    read_payload(const Command& cmd, std::uint64_t total);
+    read_payload(std::uint64_t total);
+    asio::awaitable<bool> read_kept(std::uint64_t n, std::uint64_t keep,
+                                    std::string& kept);
     bool check_submit_args(const Command& cmd);
     bool check_route(const Command& cmd, cloudproto::RelayRoute& route);
     void answer_known(const Job& known, const Job& again);

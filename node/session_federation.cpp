@@ -82,9 +82,17 @@ bool Session::check_route(const Command& cmd, cloudproto::RelayRoute& route) {
         const auto& param = cmd.args[i];
         auto eq = param.find('=');
         auto key = param.substr(0, eq);
+        for (auto& c : key)
+            c = static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c);
         auto value = std::string_view(param).substr(eq + 1);
+        bool again =
+            (key == "HOPS" && have_hops) || (key == "TRACE" && have_trace);
+        if (again) {
+            reply(code::parameter_error, key + " given twice");
+            return false;
+        }
         if (key == "HOPS") {
-            auto hops = cloudproto::parse_count(value, 4);
+            auto hops = cloudproto::parse_count(value, max_count_digits);
             if (!hops || *hops < 1) {
                 reply(code::parameter_error, "HOPS must be a count from 1");
                 return false;
@@ -111,6 +119,11 @@ bool Session::check_route(const Command& cmd, cloudproto::RelayRoute& route) {
               "RELAY needs HOPS=<n> and TRACE with n node names");
         return false;
     }
+    if (!cloudproto::same_node_name(route.trace.back(), peer_->name)) {
+        reply(code::parameter_error,
+              fmt::format("TRACE must end with the sender, {}", peer_->name));
+        return false;
+    }
     const std::string& id = cmd.args[0];
     if (route.crossed(cfg.name)) {
         log::info(id, "job", "refused", "session={} reason=loop trace={}", id_,
@@ -128,6 +141,23 @@ bool Session::check_route(const Command& cmd, cloudproto::RelayRoute& route) {
         return false;
     }
     return true;
+}
+
+// Reads `n` payload octets and keeps the first `keep` of them in `kept`;
+// false when the session ends instead.
+asio::awaitable<bool> Session::read_kept(std::uint64_t n, std::uint64_t keep,
+                                         std::string& kept) {
+    constexpr std::uint64_t chunk_bytes = 64 * 1024;
+    while (n > 0) {
+        auto want = std::min(n, chunk_bytes);
+        auto chunk = co_await read_payload(want);
+        if (!chunk)
+            co_return false;
+        if (kept.size() < keep)
+            kept.append(*chunk, 0, keep - kept.size());
+        n -= want;
+    }
+    co_return true;
 }
 
 asio::awaitable<void> Session::proceed_capacity(const Command& cmd) {
@@ -162,22 +192,24 @@ asio::awaitable<void> Session::proceed_return(const Command& cmd) {
                         "bad-return", true);
         co_return;
     }
-    auto stream_limit = std::max<std::uint64_t>(
-        cfg.max_output_bytes, ctx_.router.output_limit(*peer_));
-    if (*report_bytes > max_report_bytes || *out_bytes > stream_limit ||
-        *err_bytes > stream_limit) {
+    if (*report_bytes > max_report_bytes) {
         reply_and_close(
-            code::job_too_large,
-            fmt::format("result of {} + {} + {} octets is larger than a "
-                        "report ({}) and output ({} per stream) can be",
-                        *report_bytes, *out_bytes, *err_bytes, max_report_bytes,
-                        stream_limit),
-            "too-large", true);
+            code::parameter_error,
+            fmt::format("a report is at most {} octets", max_report_bytes),
+            "bad-return", true);
         co_return;
     }
-    auto payload =
-        co_await read_payload(cmd, *report_bytes + *out_bytes + *err_bytes);
-    if (!payload)
+
+    // The payload: of each stream, what this node keeps of output.
+    // (co_await stays out of conditions: g++ 12 miscompiles some.)
+    auto report_text = co_await read_payload(*report_bytes);
+    std::string out, err;
+    bool whole = report_text.has_value();
+    if (whole)
+        whole = co_await read_kept(*out_bytes, cfg.max_output_bytes, out);
+    if (whole)
+        whole = co_await read_kept(*err_bytes, cfg.max_output_bytes, err);
+    if (!whole)
         co_return;
     if (state_ != State::ready) {
         reply(code::bad_sequence, "say HELLO first");
@@ -189,8 +221,7 @@ asio::awaitable<void> Session::proceed_return(const Command& cmd) {
     }
 
     // The report: a final one, of this job.
-    auto report =
-        parse_report(std::string_view(*payload).substr(0, *report_bytes));
+    auto report = parse_report(*report_text);
     if (!report || report->job_id != id ||
         !cloudproto::is_final(report->state)) {
         reply(code::descriptor_rejected,
@@ -213,9 +244,9 @@ asio::awaitable<void> Session::proceed_return(const Command& cmd) {
         break;
     }
 
+    report->stdout_truncated |= out.size() < *out_bytes;
+    report->stderr_truncated |= err.size() < *err_bytes;
     std::string error;
-    auto out = payload->substr(*report_bytes, *out_bytes);
-    auto err = payload->substr(*report_bytes + *out_bytes);
     co_await until_called([&](auto called) {
         ctx_.router.store_returned(peer_->name, std::move(*report),
                                    std::move(out), std::move(err),

@@ -11,8 +11,8 @@ namespace cloudproto {
 
 namespace {
 
-// Capacity figures: a node has at most so many slots and queued jobs.
-constexpr std::size_t max_capacity_digits = 9;
+// Capacity figures are numbers as the spec's ABNF writes them.
+constexpr std::size_t max_capacity_digits = 18;
 
 } // namespace
 
@@ -25,8 +25,19 @@ bool is_valid_node_name(std::string_view name) {
     });
 }
 
+bool same_node_name(std::string_view a, std::string_view b) {
+    auto lower = [](char c) {
+        return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+    };
+    return a.size() == b.size() &&
+           std::equal(a.begin(), a.end(), b.begin(),
+                      [&](char x, char y) { return lower(x) == lower(y); });
+}
+
 bool RelayRoute::crossed(std::string_view node) const {
-    return std::find(trace.begin(), trace.end(), node) != trace.end();
+    return std::any_of(trace.begin(), trace.end(), [&](const std::string& n) {
+        return same_node_name(n, node);
+    });
 }
 
 std::string RelayRoute::trace_text() const {

@@ -146,8 +146,9 @@ TEST_CASE("CAPACITY lines that are not one runtime's figures are refused") {
         {"RUNTIME ba/sh 1 2", false},
         {"RUNTIME bash 01 2", false},
         {"RUNTIME bash 1 00", false},
-        {"RUNTIME bash 1000000000 1", false}, // 10 digits
-        {"RUNTIME bash 1 1000000000", false},
+        {"RUNTIME bash 1000000000 1", true},           // 10 digits
+        {"RUNTIME bash 1000000000000000000 1", false}, // 19 digits
+        {"RUNTIME bash 1 1000000000000000000", false},
         {"RUNTIME bash -1 2", false},
         {"RUNTIME bash 1 -2", false},
         {"RUNTIME bash +1 2", false},

@@ -16,10 +16,15 @@ inline constexpr std::size_t max_node_name_bytes = 64;
 // The most relays a job may make, unless a node's operator says
 // otherwise; announced to peers as "RELAY <hop-limit>".
 inline constexpr std::size_t default_hop_limit = 8;
+// So that the longest RELAY line (13 names of 64 octets) fits in a line.
+inline constexpr std::size_t max_hop_limit = 13;
 
 // 1 to 64 of letters, digits, '.' and '-': a name travels in TRACE,
 // whose names are separated by commas.
 bool is_valid_node_name(std::string_view name);
+
+// Node names compare without regard to case, as host names do.
+bool same_node_name(std::string_view a, std::string_view b);
 
 // A relayed job's route so far: the nodes it crossed, origin first and
 // the sender last. HOPS is the number of relays made, this one included.
