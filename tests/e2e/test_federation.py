@@ -221,6 +221,7 @@ class RoutingTest(federation.FederationTestCase):
         self.assertIn("556", report.get("ERROR", ""), report)
         self.fed[A].mail(job_id)
         # provider-c's own job is untouched.
+        self.assertEqual(self.wait_final(C, [job_id]), {job_id: "done"})
         _, out, _ = self.result(C, job_id)
         self.assertEqual(out, b"1")
 
