@@ -105,7 +105,10 @@ class PeerFaultTest(federation.FederationTestCase):
         # to it (it wins the tie with provider-c by name): the RELAY gets
         # no reply, the job is in doubt there, and must wait for it even
         # though provider-c is free (spec 16.7).
-        self.federation(KILL_NODES, relay_timeout_seconds=2)
+        # No CAPACITY ask between the freeze and the RELAY (one command
+        # at a time on a link): the interval is longer than the test.
+        self.federation(KILL_NODES, relay_timeout_seconds=2,
+                        capacity_interval_seconds=60)
         a, b = self.fed[A], self.fed[B]
         b.process.send_signal(signal.SIGSTOP)
         job_id, desc = self.append_job(nap=0, runtime="work")
