@@ -227,6 +227,77 @@ std::string normalise_fingerprint(std::string text) {
     return hex.size() == 64 ? hex : std::string();
 }
 
+bool is_loopback(const std::string& host);
+
+// [mail] server and what goes with it; nullopt without `server`.
+std::optional<MailServer> read_mail_server(const Reader& r,
+                                           const std::string& node_name) {
+    if (!r.find("mail.server"))
+        return std::nullopt;
+    MailServer m;
+    auto address = r.string("mail.server", {});
+    auto colon = address.rfind(':');
+    auto port = colon == std::string::npos
+                    ? std::nullopt
+                    : cloudproto::parse_count(address.substr(colon + 1), 5);
+    if (colon == 0 || !port || *port == 0 || *port > 65535)
+        r.fail("mail.server", fmt::format("'{}' must be host:port, the port "
+                                          "from 1 to 65535",
+                                          address));
+    m.host = address.substr(0, colon);
+    if (m.host.size() > 2 && m.host.front() == '[')
+        m.host = m.host.substr(1, m.host.size() - 2);
+    m.port = address.substr(colon + 1);
+
+    m.security = r.string("mail.security", "starttls");
+    if (m.security != "starttls" && m.security != "tls" && m.security != "none")
+        r.fail("mail.security", "must be starttls, tls or none");
+    bool loopback = is_loopback(m.host) || m.host == "localhost";
+    if (m.security == "none" && !loopback)
+        r.fail("mail.security", "none (no TLS) is for a server on loopback "
+                                "only");
+    if (r.find("mail.authority"))
+        m.authority = r.path("mail.authority", {});
+    m.server_name = r.string("mail.server_name", m.host);
+    m.helo_name = r.string("mail.helo_name", node_name);
+
+    m.username = r.string("mail.username", {});
+    if (!m.username.empty()) {
+        auto file = r.path("mail.password_file", {}, true);
+        std::ifstream in(file);
+        if (!in || !std::getline(in, m.password) || m.password.empty())
+            r.fail("mail.password_file",
+                   fmt::format("cannot read a password from {}",
+                               file.string()));
+        if (!m.password.empty() && m.password.back() == '\r')
+            m.password.pop_back();
+    }
+    auto plain_auth = r.find("mail.allow_plaintext_auth");
+    if (plain_auth) {
+        auto v = plain_auth->value<bool>();
+        if (!v)
+            r.fail("mail.allow_plaintext_auth", "must be true or false");
+        m.allow_plaintext_auth = *v;
+    }
+    if (m.allow_plaintext_auth && !loopback)
+        r.fail("mail.allow_plaintext_auth",
+               "credentials go without TLS only to a loopback server");
+    if (m.security == "none" && !m.username.empty() &&
+        !m.allow_plaintext_auth)
+        r.fail("mail.username", "would be sent without TLS; set "
+                                "allow_plaintext_auth (loopback only)");
+
+    using std::chrono::seconds;
+    m.timeout = seconds{r.integer("mail.timeout_seconds", 60, 1, 3600)};
+    m.lifetime = std::chrono::hours{
+        r.integer("mail.lifetime_hours", 5 * 24, 1, 30 * 24)};
+    m.first_retry =
+        seconds{r.integer("mail.first_retry_seconds", 60, 1, 3600)};
+    m.max_retry = seconds{r.integer("mail.max_retry_seconds", 3600,
+                                    m.first_retry.count(), 24 * 3600)};
+    return m;
+}
+
 // One [[peers]] entry.
 Peer read_peer(const toml::table& entry, const std::filesystem::path& file,
                std::size_t index) {
@@ -402,6 +473,7 @@ Config parse_config(std::string_view text, const std::filesystem::path& file) {
     c.mail_inline_limit_bytes =
         r.integer("mail.inline_limit_bytes", 16 * 1024, 0, 1024 * 1024);
 
+    c.mail_server = read_mail_server(r, c.name);
     c.runtimes = read_runtimes(root, file, r);
     c.federation = read_federation(root, file, r, c);
 
@@ -415,7 +487,11 @@ Config parse_config(std::string_view text, const std::filesystem::path& file) {
             "max_connections", "max_timeout_seconds", "default_timeout_seconds",
             "idle_timeout_seconds", "handshake_timeout_seconds",
             "result_retention_hours"});
-    r.only("mail", {"from", "outbox_dir", "inline_limit_bytes"});
+    r.only("mail", {"from", "outbox_dir", "inline_limit_bytes", "server",
+                    "security", "authority", "server_name", "helo_name",
+                    "username", "password_file", "allow_plaintext_auth",
+                    "timeout_seconds", "lifetime_hours", "first_retry_seconds",
+                    "max_retry_seconds"});
     r.only("federation", {"authority", "hop_limit", "capacity_interval_seconds",
                           "relay_timeout_seconds"});
     return c;

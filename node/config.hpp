@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -43,6 +44,23 @@ struct Federation {
     const Peer* find_peer(std::string_view name) const;
 };
 
+// The mail server result mails go through; none: the outbox folder.
+struct MailServer {
+    std::string host;
+    std::string port;
+    std::string security = "starttls"; // "starttls", "tls" or "none"
+    std::filesystem::path authority;   // empty: the system's
+    std::string server_name;           // in its certificate; default host
+    std::string helo_name;             // default: the node's name
+    std::string username;              // AUTH when set
+    std::string password;              // from password_file; never logged
+    bool allow_plaintext_auth = false; // loopback only
+    std::chrono::seconds timeout{60};
+    std::chrono::hours lifetime{5 * 24};
+    std::chrono::seconds first_retry{60};
+    std::chrono::seconds max_retry{3600};
+};
+
 struct Config {
     std::filesystem::path file; // where it was read from
 
@@ -70,6 +88,7 @@ struct Config {
     std::string mail_from;
     std::filesystem::path outbox_dir;
     std::size_t mail_inline_limit_bytes = 16 * 1024;
+    std::optional<MailServer> mail_server;
 
     std::vector<Runtime> runtimes;
     Federation federation;

@@ -29,6 +29,11 @@ public:
 
     std::size_t size() const { return jobs_.size(); }
 
+    template <typename F> void for_each(F f) {
+        for (auto& [id, job] : jobs_)
+            f(job);
+    }
+
 private:
     std::unordered_map<std::string, Job> jobs_;
     std::map<std::uint64_t, std::pair<std::string, Watcher>> watchers_;

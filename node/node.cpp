@@ -28,6 +28,11 @@ std::optional<asio::ssl::context> make_tls(const Config& c) {
     return ctx;
 }
 
+// Result mails go to the outbox, or to the queue a mailer drains.
+std::filesystem::path mail_dir(const Config& c) {
+    return c.mail_server ? Mailer::queue_dir(c) : c.outbox_dir;
+}
+
 const Config& prepared(const Config& c) {
     log::Level level;
     if (log::parse_level(c.log_level, level))
@@ -41,7 +46,7 @@ const Config& prepared(const Config& c) {
 
 Node::Node(Config config)
     : config_(std::move(config)), tls_(make_tls(config_)),
-      spool_(io_, prepared(config_).spool_dir, config_.outbox_dir),
+      spool_(io_, prepared(config_).spool_dir, mail_dir(config_)),
       executor_(io_, config_.work_dir),
       scheduler_(io_, config_, jobs_, spool_, executor_),
       router_(io_, config_, jobs_, spool_, scheduler_),
@@ -49,7 +54,13 @@ Node::Node(Config config)
       server_(io_, session_context_, tls_ ? &*tls_ : nullptr),
       signals_(io_, SIGINT, SIGTERM), shutdown_deadline_(io_) {
     scheduler_.on_slot_free = [this] { router_.place_waiting(); };
-    scheduler_.on_result_stored = [this](Job& job) { router_.give_back(job); };
+    if (config_.mail_server)
+        mailer_.emplace(io_, config_, jobs_);
+    scheduler_.on_result_stored = [this](Job& job) {
+        if (mailer_)
+            mailer_->post(job.id());
+        router_.give_back(job);
+    };
 }
 
 void Node::recover() {
@@ -81,6 +92,8 @@ void Node::recover() {
 
 int Node::run() {
     recover();
+    if (mailer_)
+        mailer_->start();
     server_.listen();
     router_.start();
 
@@ -109,6 +122,8 @@ void Node::shut_down(int signal) {
               scheduler_.running(), scheduler_.queued());
     server_.stop();
     router_.stop();
+    if (mailer_)
+        mailer_->stop();
 
     signals_.async_wait([this](std::error_code ec, int) {
         if (!ec)

@@ -5,6 +5,7 @@
 #include "node/config.hpp"
 #include "node/executor.hpp"
 #include "node/job_table.hpp"
+#include "node/mailer.hpp"
 #include "node/router.hpp"
 #include "node/scheduler.hpp"
 #include "node/server.hpp"
@@ -40,6 +41,7 @@ private:
     JobTable jobs_;
     Scheduler scheduler_;
     Router router_;
+    std::optional<Mailer> mailer_; // with a mail server configured
     SessionContext session_context_;
     Server server_;
     asio::signal_set signals_;

@@ -368,6 +368,8 @@ void Router::store_returned(const std::string& peer,
     }
     report.accepted = job->report.accepted;
     report.relayed_to = peer;
+    report.mail.clear(); // the peer that ran it mails it
+    report.mail_error.clear();
     Job stored;
     stored.report = report;
     stored.digest = job->digest;

@@ -129,6 +129,8 @@ void Scheduler::complete(Job& job_ref, ExecutionResult r) {
         if (r.outcome == cloudproto::Outcome::signalled)
             report.signal = r.signal;
     }
+    if (config_.mail_server)
+        report.mail = "queued";
     report.stdout_bytes = r.out.total;
     report.stderr_bytes = r.err.total;
     report.stdout_truncated = r.out.truncated();
@@ -184,8 +186,12 @@ void Scheduler::store(std::shared_ptr<FinishedJob> result) {
             job->script.shrink_to_fit();
             job->descriptor_text.clear();
             jobs_.set_state(*job, job->report.state);
-            log::info(id, "mail", "delivered", "result=ok outbox={}",
-                      log::value(spool_.mail_path(id).string()));
+            if (config_.mail_server)
+                log::info(id, "mail", "queued", "file={}",
+                          log::value(spool_.mail_path(id).string()));
+            else
+                log::info(id, "mail", "delivered", "result=ok outbox={}",
+                          log::value(spool_.mail_path(id).string()));
             if (on_result_stored)
                 on_result_stored(*job);
         });

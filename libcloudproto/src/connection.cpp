@@ -31,14 +31,16 @@ std::string describe(const asio::ip::tcp::socket& s) {
 
 Connection::Connection(tcp::socket socket, std::size_t max_line_bytes)
     : stream_(std::in_place_index<0>, std::move(socket)),
-      reader_(max_line_bytes), deadline_(std::get<0>(stream_).get_executor()) {
+      max_line_bytes_(max_line_bytes), reader_(max_line_bytes),
+      deadline_(std::get<0>(stream_).get_executor()) {
     remote_ = describe(std::get<0>(stream_));
 }
 
 Connection::Connection(tcp::socket socket, asio::ssl::context& tls,
                        std::size_t max_line_bytes)
     : stream_(std::in_place_index<1>, std::move(socket), tls),
-      reader_(max_line_bytes), deadline_(std::get<1>(stream_).get_executor()) {
+      max_line_bytes_(max_line_bytes), reader_(max_line_bytes),
+      deadline_(std::get<1>(stream_).get_executor()) {
     remote_ = describe(std::get<1>(stream_).next_layer());
 }
 
@@ -92,6 +94,18 @@ Connection::client_handshake(const std::string& host, bool check_host) {
         asio::ssl::stream_base::client,
         asio::redirect_error(asio::use_awaitable, ec));
     co_return outcome(ec);
+}
+
+asio::awaitable<std::error_code>
+Connection::start_tls(asio::ssl::context& tls, const std::string& host) {
+    auto* plain = std::get_if<0>(&stream_);
+    if (!plain)
+        co_return asio::error::already_connected;
+    reader_ = LineReader(max_line_bytes_);
+    output_.clear();
+    tcp::socket socket = std::move(*plain);
+    stream_.emplace<1>(std::move(socket), tls);
+    co_return co_await client_handshake(host);
 }
 
 void Connection::arm(duration limit) {

@@ -133,6 +133,10 @@ std::vector<Field> JobReport::to_fields() const {
     }
     if (!error.empty())
         add("ERROR", error);
+    if (!mail.empty())
+        add("MAIL", mail);
+    if (!mail_error.empty())
+        add("MAIL-ERROR", mail_error);
     return f;
 }
 
@@ -184,6 +188,10 @@ std::optional<JobReport> JobReport::from_fields(const std::vector<Field>& f) {
             r.stderr_truncated = value == "yes";
         } else if (key == "ERROR") {
             r.error = value;
+        } else if (key == "MAIL") {
+            r.mail = value;
+        } else if (key == "MAIL-ERROR") {
+            r.mail_error = value;
         }
         // Any other key comes from a newer node: ignored by design.
     }

@@ -46,6 +46,12 @@ public:
     // TLS handshakes; they succeed at once on a plain connection. The
     // client's checks the certificate against `host`.
     asio::awaitable<std::error_code> server_handshake();
+    // Turns a plain connection into a TLS one (SMTP's STARTTLS, RFC
+    // 3207): what the other end sent before is discarded, then the
+    // client's handshake runs as client_handshake's.
+    asio::awaitable<std::error_code> start_tls(asio::ssl::context& tls,
+                                               const std::string& host);
+
     // `check_host` false: only SNI; the caller judges the certificate.
     asio::awaitable<std::error_code> client_handshake(const std::string& host,
                                                       bool check_host = true);
@@ -86,6 +92,7 @@ private:
     std::error_code outcome(std::error_code ec) const;
 
     std::variant<tcp::socket, tls_stream> stream_;
+    std::size_t max_line_bytes_;
     LineReader reader_;
     std::string output_;
     std::string remote_;

@@ -52,6 +52,10 @@ struct JobReport {
     bool stdout_truncated = false;
     bool stderr_truncated = false;
     std::string error; // state `failed`: why the node could not run it
+    // The result mail through a mail server: "queued", "sent" or
+    // "failed" (empty: written to an outbox); why it failed.
+    std::string mail;
+    std::string mail_error;
 
     // KEY value pairs in the order the spec lists them; absent
     // optionals are left out.

@@ -1,0 +1,365 @@
+#include "cloudproto/smtp_client.hpp"
+
+#include "cloudproto/connection.hpp"
+#include "cloudproto/log.hpp"
+#include "cloudproto/reply.hpp"
+#include "cloudproto/text.hpp"
+
+#include <asio/connect.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/use_awaitable.hpp>
+#include <fmt/format.h>
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <memory>
+#include <optional>
+#include <set>
+
+namespace cloudproto::smtp {
+
+namespace {
+
+// RFC 5321 4.5.3.1.5 allows 512 octets in a reply line; some servers
+// send longer ones, which cost nothing to read.
+constexpr std::size_t max_reply_line_bytes = 4096;
+
+// How long QUIT may take once the message is accepted.
+constexpr std::chrono::seconds quit_timeout{5};
+
+std::string base64(std::string_view bytes) {
+    std::string out(4 * ((bytes.size() + 2) / 3), '\0');
+    int n =
+        EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                        reinterpret_cast<const unsigned char*>(bytes.data()),
+                        static_cast<int>(bytes.size()));
+    out.resize(static_cast<std::size_t>(std::max(n, 0)));
+    return out;
+}
+
+std::string upper(std::string s) {
+    for (auto& c : s)
+        c = static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c);
+    return s;
+}
+
+std::string reply_text(const Reply& r) {
+    std::string text = std::to_string(r.code);
+    for (const auto& line : r.lines)
+        text += ' ' + line;
+    return text;
+}
+
+// What EHLO announced: keywords in upper case, AUTH's mechanisms.
+struct Extensions {
+    std::set<std::string> keywords;
+    std::set<std::string> auth;
+
+    static Extensions from(const Reply& ehlo) {
+        Extensions e;
+        for (std::size_t i = 1; i < ehlo.lines.size(); ++i) {
+            auto words = split_words(ehlo.lines[i]);
+            if (words.empty())
+                continue;
+            auto keyword = upper(words[0]);
+            // Some servers still write "AUTH=PLAIN LOGIN".
+            if (keyword.starts_with("AUTH=")) {
+                words[0] = keyword.substr(5);
+                keyword = "AUTH";
+                words.insert(words.begin(), keyword);
+            }
+            e.keywords.insert(keyword);
+            if (keyword == "AUTH") {
+                for (std::size_t w = 1; w < words.size(); ++w)
+                    e.auth.insert(upper(words[w]));
+            }
+        }
+        return e;
+    }
+};
+
+// One mail transaction on one connection. Each step returns nullopt to
+// go on, or the outcome that ends the transaction.
+class Transaction {
+public:
+    Transaction(asio::any_io_executor executor, const Settings& settings)
+        : executor_(std::move(executor)), s_(settings) {}
+
+    ~Transaction() {
+        if (connection_)
+            connection_->close();
+    }
+
+    asio::awaitable<Outcome> run(const Envelope& envelope,
+                                 std::string_view message) {
+        using Step = std::optional<Outcome>;
+        Step end = co_await connect();
+        if (!end)
+            end = co_await greeting();
+        if (!end)
+            end = co_await hello();
+        if (!end && s_.security == Security::starttls)
+            end = co_await start_tls();
+        if (!end && !s_.username.empty())
+            end = co_await authenticate();
+        if (!end)
+            end = co_await transfer(envelope, message);
+        if (end && end->kind == Outcome::Kind::delivered)
+            co_await quit();
+        co_return *end;
+    }
+
+private:
+    using Step = std::optional<Outcome>;
+
+    static Outcome outcome(Outcome::Kind kind, std::string step,
+                           std::string detail) {
+        return {kind, std::move(step), std::move(detail)};
+    }
+
+    // A reply other than the one wanted: 4xx may pass, 5xx will not.
+    static Outcome refused(std::string step, const Reply& r) {
+        auto kind =
+            r.code >= 500 ? Outcome::Kind::permfail : Outcome::Kind::tempfail;
+        return outcome(kind, std::move(step), reply_text(r));
+    }
+
+    Outcome lost(std::string step) {
+        return outcome(Outcome::Kind::tempfail, std::move(step), error_);
+    }
+
+    asio::awaitable<Step> connect() {
+        using tcp = asio::ip::tcp;
+        std::error_code ec;
+        auto token = asio::redirect_error(asio::use_awaitable, ec);
+        tcp::resolver resolver(executor_);
+        auto endpoints =
+            co_await resolver.async_resolve(s_.host, s_.port, token);
+        tcp::socket socket(executor_);
+        if (!ec)
+            co_await asio::async_connect(socket, endpoints, token);
+        if (ec)
+            co_return outcome(
+                Outcome::Kind::tempfail, "connect",
+                fmt::format("{}:{}: {}", s_.host, s_.port, ec.message()));
+        socket.set_option(tcp::no_delay(true), ec);
+
+        if (s_.security == Security::tls) {
+            connection_ = std::make_shared<Connection>(
+                std::move(socket), *s_.tls, max_reply_line_bytes);
+        } else {
+            connection_ = std::make_shared<Connection>(std::move(socket),
+                                                       max_reply_line_bytes);
+        }
+        connection_->arm(s_.timeout);
+        auto hs = co_await connection_->client_handshake(s_.server_name);
+        if (hs)
+            co_return outcome(Outcome::Kind::tempfail, "tls",
+                              "TLS handshake failed: " + hs.message());
+        co_return std::nullopt;
+    }
+
+    asio::awaitable<Step> greeting() {
+        auto r = co_await read_reply();
+        if (!r)
+            co_return lost("greeting");
+        if (r->code != 220)
+            co_return refused("greeting", *r);
+        co_return std::nullopt;
+    }
+
+    // EHLO, or HELO from a server that does not know EHLO.
+    asio::awaitable<Step> hello() {
+        auto r = co_await command("EHLO " + s_.helo_name);
+        if (!r)
+            co_return lost("EHLO");
+        if (r->code == 250) {
+            extensions_ = Extensions::from(*r);
+            co_return std::nullopt;
+        }
+        if (r->code != 500 && r->code != 502 && r->code != 504)
+            co_return refused("EHLO", *r);
+        extensions_ = {};
+        r = co_await command("HELO " + s_.helo_name);
+        if (!r)
+            co_return lost("HELO");
+        if (r->code != 250)
+            co_return refused("HELO", *r);
+        co_return std::nullopt;
+    }
+
+    // TLS is required: a server that does not offer it gets nothing.
+    asio::awaitable<Step> start_tls() {
+        if (!extensions_.keywords.count("STARTTLS"))
+            co_return outcome(Outcome::Kind::tempfail, "STARTTLS",
+                              "the server offers no STARTTLS, and TLS is "
+                              "required");
+        auto r = co_await command("STARTTLS");
+        if (!r)
+            co_return lost("STARTTLS");
+        if (r->code != 220)
+            co_return refused("STARTTLS", *r);
+        connection_->arm(s_.timeout);
+        auto ec = co_await connection_->start_tls(*s_.tls, s_.server_name);
+        if (ec)
+            co_return outcome(Outcome::Kind::tempfail, "tls",
+                              "TLS handshake failed: " + ec.message());
+        // What the server said before TLS is forgotten (RFC 3207 4.2).
+        co_return co_await hello();
+    }
+
+    asio::awaitable<Step> authenticate() {
+        if (!connection_->is_tls() && !s_.allow_plaintext_auth)
+            co_return outcome(Outcome::Kind::permfail, "AUTH",
+                              "credentials are only sent over TLS");
+        const auto& mechanisms = extensions_.auth;
+        std::optional<Reply> r;
+        if (mechanisms.count("PLAIN")) {
+            std::string token;
+            token += '\0';
+            token += s_.username;
+            token += '\0';
+            token += s_.password;
+            r = co_await command("AUTH PLAIN " + base64(token), "AUTH PLAIN");
+        } else if (mechanisms.count("LOGIN")) {
+            r = co_await command("AUTH LOGIN");
+            if (r && r->code == 334)
+                r = co_await command(base64(s_.username), "(user name)");
+            if (r && r->code == 334)
+                r = co_await command(base64(s_.password), "(password)");
+        } else {
+            co_return outcome(Outcome::Kind::permfail, "AUTH",
+                              "the server offers neither AUTH PLAIN nor "
+                              "AUTH LOGIN");
+        }
+        if (!r)
+            co_return lost("AUTH");
+        if (r->code != 235)
+            co_return refused("AUTH", *r);
+        co_return std::nullopt;
+    }
+
+    asio::awaitable<Step> transfer(const Envelope& envelope,
+                                   std::string_view message) {
+        auto r = co_await command("MAIL FROM:<" + envelope.from + ">");
+        if (!r)
+            co_return lost("MAIL");
+        if (r->code != 250)
+            co_return refused("MAIL", *r);
+
+        r = co_await command("RCPT TO:<" + envelope.to + ">");
+        if (!r)
+            co_return lost("RCPT");
+        if (r->code != 250 && r->code != 251)
+            co_return refused("RCPT", *r);
+
+        r = co_await command("DATA");
+        if (!r)
+            co_return lost("DATA");
+        if (r->code != 354)
+            co_return refused("DATA", *r);
+
+        connection_->queue(data_block(message));
+        r = co_await read_reply();
+        if (!r)
+            co_return lost("message");
+        if (r->code != 250)
+            co_return refused("message", *r);
+        co_return outcome(Outcome::Kind::delivered, "message", reply_text(*r));
+    }
+
+    asio::awaitable<void> quit() {
+        connection_->queue("QUIT\r\n");
+        connection_->arm(quit_timeout);
+        co_await read_reply();
+        co_await connection_->shutdown(quit_timeout);
+    }
+
+    // `shown` stands for the line in the log when it holds a secret.
+    asio::awaitable<std::optional<Reply>> command(std::string line,
+                                                  std::string_view shown = {}) {
+        log::trace("-", "smtp", "send", "line={}",
+                   log::value(shown.empty() ? std::string_view(line) : shown));
+        line += "\r\n";
+        connection_->queue(line);
+        co_return co_await read_reply();
+    }
+
+    asio::awaitable<std::optional<Reply>> read_reply() {
+        ReplyParser parser;
+        for (;;) {
+            connection_->arm(s_.timeout);
+            auto line = co_await connection_->read_line();
+            if (line.ec) {
+                error_ = line.ec == asio::error::timed_out
+                             ? "the server did not answer in time"
+                             : "connection lost: " + line.ec.message();
+                co_return std::nullopt;
+            }
+            if (line.kind == LineEvent::Kind::too_long) {
+                error_ = "the server sent an over-long line";
+                co_return std::nullopt;
+            }
+            log::trace("-", "smtp", "recv", "line={}", log::value(line.text));
+            auto status = parser.feed_line(line.text);
+            if (status == ReplyParser::Status::error) {
+                error_ = "malformed reply: " + parser.error();
+                co_return std::nullopt;
+            }
+            if (status == ReplyParser::Status::complete)
+                co_return parser.take();
+        }
+    }
+
+    asio::any_io_executor executor_;
+    const Settings& s_;
+    std::shared_ptr<Connection> connection_;
+    Extensions extensions_;
+    std::string error_;
+};
+
+} // namespace
+
+std::string_view to_string(Outcome::Kind kind) {
+    constexpr std::string_view names[] = {"ok", "tempfail", "permfail"};
+    return names[static_cast<int>(kind)];
+}
+
+std::string data_block(std::string_view message) {
+    std::string out;
+    out.reserve(message.size() + message.size() / 64 + 8);
+    bool line_start = true;
+    for (std::size_t i = 0; i < message.size(); ++i) {
+        char c = message[i];
+        if (line_start && c == '.')
+            out += '.';
+        line_start = false;
+        if (c == '\n') {
+            if (out.empty() || out.back() != '\r')
+                out += '\r';
+            line_start = true;
+        } else if (c == '\r' &&
+                   (i + 1 == message.size() || message[i + 1] != '\n')) {
+            // A CR alone would end nothing on the wire: make it a line end.
+            out += "\r\n";
+            line_start = true;
+            continue;
+        }
+        out += c;
+    }
+    if (!out.empty() && !line_start)
+        out += "\r\n";
+    out += ".\r\n";
+    return out;
+}
+
+asio::awaitable<Outcome> send_mail(asio::any_io_executor executor,
+                                   const Settings& settings,
+                                   const Envelope& envelope,
+                                   std::string_view message) {
+    Transaction t(std::move(executor), settings);
+    co_return co_await t.run(envelope, message);
+}
+
+} // namespace cloudproto::smtp
