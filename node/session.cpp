@@ -203,7 +203,16 @@ asio::awaitable<void> Session::dispatch(const std::string& line) {
     log::trace(id_, "session", "recv", "line={}", log::value(line));
     if (auto bad = check_line(line)) {
         log::info(id_, "session", "refused", "reason=bad-octets");
-        reply(code::syntax_error, *bad);
+        // A payload may follow; its octets must never run as commands.
+        auto first = upper(line.substr(0, line.find_first_of(" \t")));
+        bool payload =
+            std::any_of(std::begin(verbs), std::end(verbs), [&](const Verb& v) {
+                return v.carries_payload && v.name == first;
+            });
+        if (payload)
+            reply_and_close(code::syntax_error, *bad, "bad-octets", true);
+        else
+            reply(code::syntax_error, *bad);
         co_return;
     }
 
@@ -343,11 +352,13 @@ asio::awaitable<void> Session::receive_job(const Command& cmd) {
     auto payload = co_await read_payload(total);
     if (!payload)
         co_return;
-    if (!check_submit_args(cmd))
-        co_return;
     cloudproto::RelayRoute route;
-    if (relay && !check_route(cmd, route))
+    bool checked =
+        check_submit_args(cmd) && (!relay || check_route(cmd, route));
+    if (!checked) {
+        log::info(id, "job", "refused", "session={} reason=bad-command", id_);
         co_return;
+    }
 
     Job job;
     job.report.job_id = id;
@@ -412,6 +423,7 @@ bool Session::check_submit_args(const Command& cmd) {
 void Session::answer_known(const Job& known, const Job& again) {
     const std::string& id = known.id();
     if (known.digest != again.digest) {
+        log::info(id, "job", "refused", "session={} reason=id-conflict", id_);
         reply(code::job_id_conflict,
               fmt::format("job id {} already used by another job", id));
     } else if (!known.durable) {

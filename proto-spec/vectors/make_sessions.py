@@ -422,6 +422,19 @@ def bad_octets():
     return s
 
 
+def bad_octets_submit():
+    s = Script("bad-octets-submit",
+               "A SUBMIT line with a refused octet: where its payload would",
+               "end is unknown, so the node answers 500 and closes; the",
+               "octets after the line never run as commands.")
+    s.greet()
+    s.hello()
+    s.raw(("SUBMIT %s 50 8\x00\r\nNOOP\r\n" % JOB_ID).encode())
+    s.s("500")
+    s.closed()
+    return s
+
+
 def submit_bash():
     s = Script("submit-bash",
                "A bash job with arguments, followed with STATUS, WAIT and "
@@ -821,6 +834,7 @@ def main():
                  "RELAY %s 0 0 HOPS=1 TRACE=vectors.example" % JOB_ID),
         stranger("RETURN", "RETURN %s 0 0 0" % JOB_ID),
         lowercase_verbs(), bare_lf(), long_line(), bad_octets(),
+        bad_octets_submit(),
         submit_bash(), submit_python(), submit_payload_framing(),
         submit_empty_script(), duplicate_submit(), id_conflict(),
         bad_descriptor(), unknown_runtime(), too_large(), submit_syntax(),
