@@ -4,6 +4,7 @@
 
 #include "cloudproto/log.hpp"
 #include "cloudproto/protocol.hpp"
+#include "cloudproto/text.hpp"
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -95,6 +96,12 @@ void PeerLink::forget_room(const std::string& runtime) {
 }
 
 void PeerLink::relay(Relay relay) {
+    ++relays_pending_;
+    relay.done = [this, done = std::move(relay.done)](
+                     RelayOutcome o, const std::string& reply) {
+        --relays_pending_;
+        done(o, reply);
+    };
     tasks_.push_back(std::move(relay));
     if (!up_ || stopped_)
         asio::post(io_, [this] { fail_tasks(); });
@@ -122,10 +129,12 @@ void PeerLink::fail_tasks() {
 }
 
 void PeerLink::went_down(const std::string& reason) {
-    if (up_)
-        log::info("-", "peer", "down", "name={} reason={}", peer_.name,
-                  log::value(reason));
+    if (!up_)
+        return;
+    log::info("-", "peer", "down", "name={} reason={}", peer_.name,
+              log::value(reason.empty() ? "closed" : reason));
     up_ = false;
+    reconnect_after_ = Clock::now() + first_reconnect_delay;
     if (session_)
         session_->close();
     fail_tasks();
@@ -139,6 +148,11 @@ asio::awaitable<void> PeerLink::run() {
         std::error_code ec;
         auto token = asio::redirect_error(asio::use_awaitable, ec);
         if (!up_) {
+            if (Clock::now() < reconnect_after_) {
+                wake_.expires_at(reconnect_after_);
+                co_await wake_.async_wait(token);
+                continue;
+            }
             bool connected = co_await connect();
             if (stopped_)
                 break;
@@ -172,7 +186,7 @@ asio::awaitable<void> PeerLink::run() {
             co_await wake_.async_wait(token);
         }
         if (!alive && !stopped_)
-            went_down(session_ ? session_->error() : "closed");
+            went_down(session_->error());
     }
 }
 
@@ -250,9 +264,12 @@ asio::awaitable<bool> PeerLink::serve(Task& task) {
         auto reply = co_await session_->relay(r->job_id, r->descriptor,
                                               r->script, r->route);
         if (!reply) {
+            // Down first, so that the job is not sent back to this link.
             auto outcome = session_->sent_whole() ? RelayOutcome::in_doubt
                                                   : RelayOutcome::not_taken;
-            r->done(outcome, session_->error());
+            auto error = session_->error();
+            went_down(error);
+            r->done(outcome, error);
             co_return false;
         }
         // The peer's room has changed: ask again once idle.
@@ -260,6 +277,16 @@ asio::awaitable<bool> PeerLink::serve(Task& task) {
         auto outcome = reply->code / 100 == 2   ? RelayOutcome::accepted
                        : reply->code / 100 == 4 ? RelayOutcome::not_taken
                                                 : RelayOutcome::refused;
+        auto words = cloudproto::split_words(reply->last_line());
+        if (outcome == RelayOutcome::accepted &&
+            (words.empty() || words[0] != r->job_id)) {
+            // It took something, not clearly this job: ask it again.
+            log::warn(r->job_id, "peer", "bad-reply", "name={} reply={}",
+                      peer_.name, log::value(reply_text(*reply)));
+            went_down("its RELAY reply names another job");
+            r->done(RelayOutcome::in_doubt, reply_text(*reply));
+            co_return false;
+        }
         r->done(outcome, reply_text(*reply));
         co_return reply->code != code::unavailable;
     }
@@ -268,7 +295,9 @@ asio::awaitable<bool> PeerLink::serve(Task& task) {
     auto reply =
         co_await session_->give_back(ret.job_id, ret.report, ret.out, ret.err);
     if (!reply) {
-        ret.done(false, session_->error());
+        auto error = session_->error();
+        went_down(error);
+        ret.done(false, error);
         co_return false;
     }
     bool settled = reply->code / 100 == 2 || reply->code / 100 == 5;

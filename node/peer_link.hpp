@@ -64,6 +64,9 @@ public:
     const Peer& peer() const { return peer_; }
     const std::string& name() const { return peer_.name; }
     bool up() const { return up_; }
+    // A RELAY is on its way: new jobs had better go elsewhere than wait
+    // behind it (a peer that stalls holds up only what it was sent).
+    bool busy() const { return relays_pending_ > 0; }
 
     // What the peer announced in its last HELLO; nullopt if it never
     // answered since this node started.
@@ -101,6 +104,8 @@ private:
     asio::steady_timer wake_;
     std::deque<Task> tasks_;
     bool up_ = false;
+    std::size_t relays_pending_ = 0;
+    std::chrono::steady_clock::time_point reconnect_after_{};
     bool stopped_ = false;
     std::string down_reason_;
     std::chrono::steady_clock::time_point next_capacity_ask_{};

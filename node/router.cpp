@@ -73,7 +73,7 @@ void Router::stop() {
 
 PeerLink* Router::link(const std::string& name) const {
     for (auto& l : links_) {
-        if (l.name() == name)
+        if (cloudproto::same_node_name(l.name(), name))
             return const_cast<PeerLink*>(&l);
     }
     return nullptr;
@@ -160,6 +160,12 @@ void Router::place_waiting() {
     placing_ = true;
     do {
         place_again_ = false;
+        // Jobs in doubt go first to the peer that may hold them.
+        std::stable_partition(waiting_.begin(), waiting_.end(),
+                              [this](const std::string& id) {
+                                  const Job* job = jobs_.find(id);
+                                  return job && job->in_doubt;
+                              });
         std::deque<std::string> still;
         while (!waiting_.empty() && !stopped_) {
             auto id = std::move(waiting_.front());
@@ -212,7 +218,7 @@ Router::Choice Router::choose(Job& job) {
     PeerLink* best = nullptr;
     cloudproto::RuntimeCapacity best_room;
     for (auto& l : links_) {
-        if (!l.up() || !fits(job, l))
+        if (!l.up() || l.busy() || !fits(job, l))
             continue;
         auto room = l.room(runtime);
         if (room.free_slots == 0)
@@ -230,8 +236,11 @@ Router::Choice Router::choose(Job& job) {
     if (runs_here)
         return {Place::wait};
     for (auto& l : links_) {
-        if (l.capabilities() && fits(job, l))
-            return {Place::wait}; // its peer is busy or down for now
+        // Its peer is busy or down for now, or has not been heard from
+        // since start-up and may offer the runtime.
+        bool unheard = !l.capabilities() && !job.route.crossed(l.name());
+        if (unheard || (l.capabilities() && fits(job, l)))
+            return {Place::wait};
     }
     return {Place::nowhere};
 }
@@ -285,7 +294,7 @@ void Router::relayed(const std::string& id, RelayOutcome outcome,
         jobs_.set_state(*job, JobState::relayed);
         log::info(id, "job", "relayed", "peer={} hops={} reply={}", peer,
                   job->route.hops + 1, log::value(reply));
-        return;
+        break; // the link is free for the next job
     case RelayOutcome::in_doubt:
         job->in_doubt = true;
         log::warn(id, "job", "relay-failed",
@@ -348,6 +357,8 @@ Router::ReturnCheck Router::check_return(const std::string& peer,
     const Job* job = jobs_.find(job_id);
     if (!job)
         return ReturnCheck::not_relayed_there;
+    if (returning_.count(job_id))
+        return ReturnCheck::being_stored;
     if (cloudproto::is_final(job->report.state))
         return job->report.relayed_to == peer ? ReturnCheck::already_stored
                                               : ReturnCheck::not_relayed_there;
@@ -375,9 +386,12 @@ void Router::store_returned(const std::string& peer,
     stored.digest = job->digest;
     std::string return_to = job->relayed_in() ? job->route.trace.back() : "";
 
+    // One result per job: a second RETURN meanwhile is told to wait.
+    returning_.insert(report.job_id);
     spool_.store_result(stored, out, err, "", return_to,
                         [this, peer, report, return_to,
                          done = std::move(done)](const std::string& error) {
+                            returning_.erase(report.job_id);
                             Job* job = jobs_.find(report.job_id);
                             if (!error.empty() || !job) {
                                 done(error.empty() ? "the job is gone" : error);

@@ -21,6 +21,7 @@
 #include <list>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -56,7 +57,12 @@ public:
 
     // RETURN from `peer`: whether it may give back `job_id` (the job
     // was relayed to it), and storing what it gave.
-    enum class ReturnCheck { expected, already_stored, not_relayed_there };
+    enum class ReturnCheck {
+        expected,
+        already_stored,
+        being_stored, // another RETURN of it is being stored
+        not_relayed_there,
+    };
     ReturnCheck check_return(const std::string& peer,
                              const std::string& job_id) const;
     void store_returned(const std::string& peer, cloudproto::JobReport report,
@@ -109,6 +115,7 @@ private:
     // those on their way now.
     std::map<std::string, std::string> owed_;
     std::map<std::string, bool> giving_back_;
+    std::set<std::string> returning_; // results from peers being stored
     bool stopped_ = false;
 };
 

@@ -124,6 +124,8 @@ bool Session::check_route(const Command& cmd, cloudproto::RelayRoute& route) {
               fmt::format("TRACE must end with the sender, {}", peer_->name));
         return false;
     }
+    // The result goes back to the peer as this node knows it.
+    route.trace.back() = peer_->name;
     const std::string& id = cmd.args[0];
     if (route.crossed(cfg.name)) {
         log::info(id, "job", "refused", "session={} reason=loop trace={}", id_,
@@ -239,6 +241,11 @@ asio::awaitable<void> Session::proceed_return(const Command& cmd) {
         co_return;
     case Router::ReturnCheck::already_stored:
         reply(code::ok, id + " result already stored");
+        co_return;
+    case Router::ReturnCheck::being_stored:
+        reply(code::local_error,
+              id + " result not stored: another copy is being stored; "
+                   "try again");
         co_return;
     case Router::ReturnCheck::expected:
         break;
