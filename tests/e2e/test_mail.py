@@ -215,7 +215,7 @@ class MailTest(harness.NodeTestCase):
         job_id = new_job_id()
         code, out, err = node.submit(script,
                                      descriptor(reply_to=reply_to, args=args),
-                                     "--wait", "--job-id", job_id)
+                                     "--wait", "--quiet", "--job-id", job_id)
         self.assertEqual(code, 0, err)
         return job_id, out, err
 
@@ -299,17 +299,19 @@ class MailTest(harness.NodeTestCase):
         self.assert_inline(parsed, name, data)
 
     def assert_inline(self, parsed, name, data):
-        """The summary shows `data` whole after its heading."""
+        """The summary shows `data` whole after its heading. The summary's
+        own lines end CRLF (the canonical form of text); the output's
+        octets come back exactly as the job wrote them."""
         text = self.summary(parsed)
-        heading = b"---- %s, %d bytes ----\n" % (name.encode(), len(data))
+        heading = b"---- %s, %d bytes ----\r\n" % (name.encode(), len(data))
         at = text.find(heading)
         self.assertGreaterEqual(at, 0, "no %r in\n%r" % (heading, text))
         shown = text[at + len(heading):]
         self.assertEqual(shown[:len(data)], data)
         rest = shown[len(data):]
         if not data.endswith(b"\n"):
-            self.assertTrue(rest.startswith(b"\n"), rest[:40])
-            rest = rest[1:]
+            self.assertTrue(rest.startswith(b"\r\n"), rest[:40])
+            rest = rest[2:]
         self.assertTrue(rest.startswith(b"---- end of %s ----"
                                         % name.encode()), rest[:60])
 
