@@ -374,6 +374,45 @@ Federation read_federation(const toml::table& root,
     return f;
 }
 
+// [limits] max_*: what one job may use at most.
+platform::JobLimits read_job_maxima(const Reader& r) {
+    constexpr std::int64_t mib = 1024 * 1024;
+    constexpr std::int64_t tib = 1024 * 1024 * mib;
+    platform::JobLimits m;
+    m.memory_bytes = r.integer("limits.max_memory_bytes", 1024 * mib,
+                               16 * mib, tib);
+    m.cpu_seconds =
+        r.integer("limits.max_cpu_seconds", 3600, 1, 7 * 24 * 3600);
+    m.processes = r.integer("limits.max_processes", 128, 1, 1'000'000);
+    m.disk_bytes =
+        r.integer("limits.max_disk_bytes", 256 * mib, 1 * mib, tib);
+    m.open_files = r.integer("limits.max_open_files", 1024, 16, 1'000'000);
+    return m;
+}
+
+// [containment]: the level the node must reach, the layers it must not
+// use, the uids of its slots.
+ContainmentConfig read_containment(const Reader& r, std::size_t slots) {
+    ContainmentConfig c;
+    c.require_level = static_cast<int>(r.integer(
+        "containment.require_level", 0, 0, platform::max_containment_level));
+    for (const auto& name : r.strings("containment.disable")) {
+        auto layer = platform::layer_from_string(name);
+        if (!layer || *layer == platform::Layer::limits)
+            r.fail("containment.disable",
+                   fmt::format("'{}' is not a layer that can be turned off "
+                               "(uid, namespaces, cgroup, seccomp)",
+                               name));
+        c.disabled.push_back(*layer);
+    }
+    // uid 0 is root, and the top ids are -1 and the overflow ids.
+    constexpr std::int64_t max_uid = 4'000'000'000;
+    c.first_uid = static_cast<std::uint32_t>(
+        r.integer("containment.first_uid", c.first_uid, 1000,
+                  max_uid - static_cast<std::int64_t>(slots)));
+    return c;
+}
+
 bool is_loopback(const std::string& host) {
     std::error_code ec;
     auto a = asio::ip::make_address(host, ec);
@@ -464,6 +503,8 @@ Config parse_config(std::string_view text, const std::filesystem::path& file) {
         seconds{r.integer("limits.handshake_timeout_seconds", 10, 1, 600)};
     c.result_retention = std::chrono::hours{
         r.integer("limits.result_retention_hours", 24 * 7, 1, 24 * 3650)};
+    c.max_job = read_job_maxima(r);
+    c.containment = read_containment(r, c.slots);
 
     // [mail]
     c.mail_from = r.string("mail.from", "cloud-node@" + c.name);
@@ -478,7 +519,7 @@ Config parse_config(std::string_view text, const std::filesystem::path& file) {
     c.federation = read_federation(root, file, r, c);
 
     r.only("", {"node", "listen", "tls", "limits", "mail", "runtimes",
-                "federation", "peers"});
+                "federation", "peers", "containment"});
     r.only("node", {"name", "spool_dir", "work_dir", "log_level"});
     r.only("listen", {"tls", "plain"});
     r.only("tls", {"certificate", "private_key"});
@@ -486,7 +527,9 @@ Config parse_config(std::string_view text, const std::filesystem::path& file) {
            {"slots", "max_job_bytes", "max_output_bytes", "max_queued_jobs",
             "max_connections", "max_timeout_seconds", "default_timeout_seconds",
             "idle_timeout_seconds", "handshake_timeout_seconds",
-            "result_retention_hours"});
+            "result_retention_hours", "max_memory_bytes", "max_cpu_seconds",
+            "max_processes", "max_disk_bytes", "max_open_files"});
+    r.only("containment", {"require_level", "disable", "first_uid"});
     r.only("mail", {"from", "outbox_dir", "inline_limit_bytes", "server",
                     "security", "authority", "server_name", "helo_name",
                     "username", "password_file", "allow_plaintext_auth",

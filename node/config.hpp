@@ -2,6 +2,8 @@
 // want to set is here; README and examples/ show each key.
 #pragma once
 
+#include "node/platform/containment.hpp"
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -61,6 +63,15 @@ struct MailServer {
     std::chrono::seconds max_retry{3600};
 };
 
+// How jobs are contained ([containment]; proto-spec "Containment").
+struct ContainmentConfig {
+    int require_level = 0; // start-up fails below it
+    std::vector<platform::Layer> disabled;
+    // Slot i runs as uid and gid first_uid + i when the node is root;
+    // nothing else on the machine may use those ids.
+    std::uint32_t first_uid = 1'000'000'000;
+};
+
 struct Config {
     std::filesystem::path file; // where it was read from
 
@@ -84,6 +95,9 @@ struct Config {
     std::chrono::seconds idle_timeout{0};
     std::chrono::seconds handshake_timeout{10};
     std::chrono::hours result_retention{24 * 7};
+    // The most one job may use; a descriptor's asks are clamped to it.
+    platform::JobLimits max_job;
+    ContainmentConfig containment;
 
     std::string mail_from;
     std::filesystem::path outbox_dir;

@@ -210,6 +210,7 @@ void Job::report_end(platform::JobEnd end) {
         result.outcome = cloudproto::Outcome::exited;
         result.exit_code = end.exit_code;
     }
+    result.memory_exhausted = end.memory_exhausted;
     result.out = std::move(out);
     result.err = std::move(err);
     finish(std::move(result));
@@ -223,6 +224,7 @@ struct Executor::Impl {
 
     asio::io_context& io;
     fs::path work_root;
+    const platform::Containment& containment;
     std::uint64_t next_serial = 1;
     std::map<std::uint64_t, std::shared_ptr<Job>> jobs;
 };
@@ -270,6 +272,9 @@ void Executor::Impl::start(const std::shared_ptr<Job>& job) {
         "CLOUDPROTO_JOB_ID=" + request.job_id,
     };
     spec.working_folder = job->folder;
+    spec.script = script;
+    spec.limits = request.limits;
+    spec.slot = request.slot;
 
     // The handlers hold the job alive until its tree is gone.
     JobProcess::Handlers handlers;
@@ -281,7 +286,8 @@ void Executor::Impl::start(const std::shared_ptr<Job>& job) {
     handlers.on_end = [job](platform::JobEnd end) {
         job->report_end(std::move(end));
     };
-    job->process = std::make_unique<JobProcess>(io, spec, std::move(handlers));
+    job->process = std::make_unique<JobProcess>(io, spec, containment,
+                                                std::move(handlers));
 
     // A zero timeout means none.
     if (request.timeout.count() > 0) {
@@ -297,13 +303,16 @@ void Executor::Impl::start(const std::shared_ptr<Job>& job) {
     }
 }
 
-Executor::Executor(asio::io_context& io, std::filesystem::path work_root)
-    : impl_(std::make_unique<Impl>(Impl{io, std::move(work_root), 1, {}})) {
+Executor::Executor(asio::io_context& io, std::filesystem::path work_root,
+                   const platform::Containment& containment)
+    : impl_(std::make_unique<Impl>(
+          Impl{io, std::move(work_root), containment, 1, {}})) {
     // Folders of jobs that were running when the node last stopped: those
     // jobs run again, in new folders.
     std::error_code ec;
     for (auto& entry : fs::directory_iterator(impl_->work_root, ec)) {
-        if (entry.path().filename().string().starts_with("job-"))
+        auto name = entry.path().filename().string();
+        if (name.starts_with("job-") || name.starts_with("probe-"))
             remove_working_folder(entry.path());
     }
 }

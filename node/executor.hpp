@@ -3,6 +3,8 @@
 // it started outlives it.
 #pragma once
 
+#include "node/platform/containment.hpp"
+
 #include "cloudproto/job_report.hpp"
 
 #include <asio/io_context.hpp>
@@ -26,6 +28,8 @@ struct ExecutionRequest {
     std::string script_name; // file name in the working folder: job.sh
     std::chrono::milliseconds timeout{0};
     std::size_t max_output_bytes = 0; // per stream; the rest is counted
+    platform::JobLimits limits;
+    std::size_t slot = 0; // no two running jobs share one
 };
 
 struct CapturedOutput {
@@ -46,6 +50,7 @@ struct ExecutionResult {
     std::chrono::milliseconds duration{0};
     CapturedOutput out;
     CapturedOutput err;
+    bool memory_exhausted = false; // killed by the kernel for memory
     std::string error;
 };
 
@@ -54,8 +59,10 @@ public:
     using Done = std::function<void(ExecutionResult)>;
 
     // Working folders are made under `work_root`, one per job; those a
-    // previous run left behind are removed.
-    Executor(asio::io_context& io, std::filesystem::path work_root);
+    // previous run left behind are removed. Jobs run inside every layer
+    // of `containment`, which outlives the executor.
+    Executor(asio::io_context& io, std::filesystem::path work_root,
+             const platform::Containment& containment);
     ~Executor();
     Executor(const Executor&) = delete;
     Executor& operator=(const Executor&) = delete;

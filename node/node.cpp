@@ -4,6 +4,7 @@
 #include "cloudproto/tls.hpp"
 
 #include <asio/steady_timer.hpp>
+#include <fmt/format.h>
 
 #include <csignal>
 #include <filesystem>
@@ -33,24 +34,68 @@ std::filesystem::path mail_dir(const Config& c) {
     return c.mail_server ? Mailer::queue_dir(c) : c.outbox_dir;
 }
 
+// The node's folders, private to it; jobs' folders are reached through
+// the work folder, which others may cross but not list.
 const Config& prepared(const Config& c) {
     log::Level level;
     if (log::parse_level(c.log_level, level))
         log::set_level(level);
-    fs::create_directories(c.spool_dir);
-    fs::create_directories(c.work_dir);
+    using fs::perms;
+    for (const auto& folder : {c.spool_dir, c.outbox_dir, c.work_dir}) {
+        fs::create_directories(folder);
+        fs::permissions(folder, perms::owner_all);
+    }
+    fs::permissions(c.work_dir, perms::others_exec | perms::group_exec,
+                    fs::perm_options::add);
     return c;
+}
+
+// What a job must never see: the node's own folders and secrets.
+std::vector<fs::path> node_files(const Config& c) {
+    std::vector<fs::path> files{c.file, c.spool_dir, c.work_dir,
+                                c.outbox_dir};
+    for (const auto& f : {c.certificate, c.private_key, c.federation.authority})
+        if (!f.empty())
+            files.push_back(f);
+    if (c.mail_server && !c.mail_server->authority.empty())
+        files.push_back(c.mail_server->authority);
+    return files;
+}
+
+// Probes the layers, logs what it got, and holds the operator's minimum.
+std::unique_ptr<platform::Containment> contain(const Config& c) {
+    platform::ContainmentSettings s;
+    s.disabled = c.containment.disabled;
+    s.hidden = node_files(prepared(c));
+    s.work_root = c.work_dir;
+    s.slots = c.slots;
+    s.first_uid = c.containment.first_uid;
+    auto containment = platform::Containment::probe(s);
+    for (const auto& m : containment->missing())
+        log::info("-", "containment", "layer-missing", "layer={} why={}",
+                  to_string(m.layer), log::value(m.why));
+    log::info("-", "containment", "ready", "level={} layers={}",
+              containment->level(), log::value(containment->describe()));
+    if (containment->level() < c.containment.require_level)
+        throw std::runtime_error(fmt::format(
+            "containment level {} is below the required {} "
+            "(containment.require_level); see the layer-missing lines",
+            containment->level(), c.containment.require_level));
+    return containment;
 }
 
 } // namespace
 
 Node::Node(Config config)
     : config_(std::move(config)), tls_(make_tls(config_)),
-      spool_(io_, prepared(config_).spool_dir, mail_dir(config_)),
-      executor_(io_, config_.work_dir),
-      scheduler_(io_, config_, jobs_, spool_, executor_),
+      containment_(contain(config_)),
+      spool_(io_, config_.spool_dir, mail_dir(config_)),
+      executor_(io_, config_.work_dir, *containment_),
+      scheduler_(io_, config_, jobs_, spool_, executor_,
+                 containment_->describe()),
       router_(io_, config_, jobs_, spool_, scheduler_),
-      session_context_{config_, jobs_, spool_, scheduler_, router_},
+      session_context_{config_,    *containment_, jobs_,
+                       spool_,     scheduler_,    router_},
       server_(io_, session_context_, tls_ ? &*tls_ : nullptr),
       signals_(io_, SIGINT, SIGTERM), shutdown_deadline_(io_) {
     scheduler_.on_slot_free = [this] { router_.place_waiting(); };

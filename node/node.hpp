@@ -17,6 +17,7 @@
 #include <asio/steady_timer.hpp>
 #include <asio/ssl/context.hpp>
 
+#include <memory>
 #include <optional>
 
 namespace cloudnode {
@@ -36,6 +37,7 @@ private:
     Config config_;
     asio::io_context io_;
     std::optional<asio::ssl::context> tls_;
+    std::unique_ptr<platform::Containment> containment_;
     Spool spool_;
     Executor executor_;
     JobTable jobs_;

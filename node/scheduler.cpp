@@ -12,10 +12,29 @@ namespace cloudnode {
 using cloudproto::JobState;
 namespace log = cloudproto::log;
 
+namespace {
+
+// What the job asked for, within what this node allows.
+platform::JobLimits job_limits(const cloudproto::JobResources& asked,
+                               const platform::JobLimits& most) {
+    auto within = [](const std::optional<std::uint64_t>& wanted,
+                     std::uint64_t max) {
+        return wanted ? std::min(*wanted, max) : max;
+    };
+    return {within(asked.memory_bytes, most.memory_bytes),
+            within(asked.cpu_seconds, most.cpu_seconds),
+            within(asked.processes, most.processes),
+            within(asked.disk_bytes, most.disk_bytes),
+            within(asked.open_files, most.open_files)};
+}
+
+} // namespace
+
 Scheduler::Scheduler(asio::io_context& io, const Config& config, JobTable& jobs,
-                     Spool& spool, Executor& executor)
+                     Spool& spool, Executor& executor, std::string containment)
     : io_(io), config_(config), jobs_(jobs), spool_(spool),
-      executor_(executor) {}
+      executor_(executor), containment_(std::move(containment)),
+      slot_busy_(config.slots, false) {}
 
 void Scheduler::enqueue(Job& job) {
     queue_.push_back(job.id());
@@ -72,14 +91,19 @@ void Scheduler::start(Job& job) {
     req.script = job.script;
     req.timeout = job.descriptor.timeout.value_or(config_.default_timeout);
     req.max_output_bytes = config_.max_output_bytes;
+    req.limits = job_limits(job.descriptor.resources, config_.max_job);
+    req.slot = take_slot();
 
     ++running_;
     job.report.started = cloudproto::Clock::now();
+    job.report.containment = containment_;
     jobs_.set_state(job, JobState::running);
     log::info(
-        job.id(), "job", "started", "runtime={} timeout_s={}",
-        job.descriptor.runtime,
-        std::chrono::duration_cast<std::chrono::seconds>(req.timeout).count());
+        job.id(), "job", "started",
+        "runtime={} slot={} timeout_s={} memory_bytes={} processes={}",
+        job.descriptor.runtime, req.slot,
+        std::chrono::duration_cast<std::chrono::seconds>(req.timeout).count(),
+        req.limits.memory_bytes, req.limits.processes);
 
     if (!runtime) {
         // Only a configuration change across a restart gets here.
@@ -88,12 +112,24 @@ void Scheduler::start(Job& job) {
         r.started = r.finished = cloudproto::Clock::now();
         r.error = "runtime " + job.descriptor.runtime +
                   " is no longer offered by this node";
+        slot_busy_[req.slot] = false;
         finish(job.id(), std::move(r));
         return;
     }
-    executor_.run(std::move(req), [this, id = job.id()](ExecutionResult r) {
-        finish(id, std::move(r));
-    });
+    const std::size_t slot = req.slot;
+    executor_.run(std::move(req),
+                  [this, id = job.id(), slot](ExecutionResult r) {
+                      slot_busy_[slot] = false;
+                      finish(id, std::move(r));
+                  });
+}
+
+// The lowest free slot; start_next never runs more jobs than slots.
+std::size_t Scheduler::take_slot() {
+    auto free = std::find(slot_busy_.begin(), slot_busy_.end(), false);
+    std::size_t slot = static_cast<std::size_t>(free - slot_busy_.begin());
+    slot_busy_[slot] = true;
+    return slot;
 }
 
 void Scheduler::finish(const std::string& id, ExecutionResult r) {
@@ -131,6 +167,8 @@ void Scheduler::complete(Job& job_ref, ExecutionResult r) {
     }
     if (config_.mail_server)
         report.mail = "queued";
+    if (r.memory_exhausted)
+        report.limit_hit = "memory";
     report.stdout_bytes = r.out.total;
     report.stderr_bytes = r.err.total;
     report.stdout_truncated = r.out.truncated();

@@ -22,8 +22,9 @@ namespace cloudnode {
 
 class Scheduler {
 public:
+    // `containment` is how this node's jobs run, for their reports.
     Scheduler(asio::io_context& io, const Config& config, JobTable& jobs,
-              Spool& spool, Executor& executor);
+              Spool& spool, Executor& executor, std::string containment);
 
     // `job` is durable: it runs as soon as a slot is free.
     void enqueue(Job& job);
@@ -64,6 +65,7 @@ private:
 
     void start_next();
     void start(Job& job);
+    std::size_t take_slot();
     void finish(const std::string& id, ExecutionResult result);
     void complete(Job& job, ExecutionResult result);
     void store(std::shared_ptr<FinishedJob> result);
@@ -74,8 +76,10 @@ private:
     JobTable& jobs_;
     Spool& spool_;
     Executor& executor_;
+    std::string containment_;
     std::deque<std::string> queue_;
     std::size_t running_ = 0;
+    std::vector<bool> slot_busy_; // a slot's uid serves one job at once
     std::vector<std::shared_ptr<asio::steady_timer>> retries_;
     bool stopping_ = false;
     std::function<void()> drained_;

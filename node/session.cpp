@@ -278,6 +278,12 @@ asio::awaitable<void> Session::proceed_hello(const Command& cmd) {
         fmt::format("DEFAULT-TIMEOUT-SECONDS {}", cfg.default_timeout.count()),
         fmt::format("MAX-TIMEOUT-SECONDS {}", cfg.max_timeout.count()),
         fmt::format("IDLE-TIMEOUT-SECONDS {}", cfg.idle_timeout.count()),
+        fmt::format("MAX-MEMORY-BYTES {}", cfg.max_job.memory_bytes),
+        fmt::format("MAX-CPU-SECONDS {}", cfg.max_job.cpu_seconds),
+        fmt::format("MAX-PROCESSES {}", cfg.max_job.processes),
+        fmt::format("MAX-DISK-BYTES {}", cfg.max_job.disk_bytes),
+        fmt::format("MAX-OPEN-FILES {}", cfg.max_job.open_files),
+        "CONTAINMENT " + ctx_.containment.describe(),
         "WAIT",
         "PIPELINING",
     };

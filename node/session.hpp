@@ -25,6 +25,7 @@ namespace cloudnode {
 // What a session may use of the node.
 struct SessionContext {
     const Config& config;
+    const platform::Containment& containment;
     JobTable& jobs;
     Spool& spool;
     Scheduler& scheduler;

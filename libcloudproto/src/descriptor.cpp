@@ -140,20 +140,47 @@ std::optional<DescriptorError> parse_reply_to(const toml::table& doc,
     return std::nullopt;
 }
 
+// A whole number of at least 1, when the key is there.
+std::optional<DescriptorError>
+positive_integer(const toml::table& doc, const char* key,
+                 std::optional<std::uint64_t>& out) {
+    const toml::node* node = doc.get(key);
+    if (node == nullptr)
+        return std::nullopt;
+    if (!node->is_integer())
+        return error(key, "must be an integer");
+    std::int64_t value = node->as_integer()->get();
+    if (value < 1)
+        return error(key, "must be at least 1");
+    out = static_cast<std::uint64_t>(value);
+    return std::nullopt;
+}
+
 // Only the lower bound is the norm's; the node compares the value with
 // its own MAX-TIMEOUT-SECONDS.
 std::optional<DescriptorError> parse_timeout(const toml::table& doc,
                                              Descriptor& out) {
-    const toml::node* node = doc.get("timeout_seconds");
-    if (node == nullptr)
-        return std::nullopt;
-    if (!node->is_integer())
-        return error("timeout_seconds", "must be an integer");
+    std::optional<std::uint64_t> seconds;
+    if (auto e = positive_integer(doc, "timeout_seconds", seconds))
+        return e;
+    if (seconds)
+        out.timeout = std::chrono::seconds{*seconds};
+    return std::nullopt;
+}
 
-    std::int64_t seconds = node->as_integer()->get();
-    if (seconds < 1)
-        return error("timeout_seconds", "must be at least 1");
-    out.timeout = std::chrono::seconds{seconds};
+// What the job asks for; the node clamps each to its own maximum.
+std::optional<DescriptorError> parse_resources(const toml::table& doc,
+                                               Descriptor& out) {
+    auto& r = out.resources;
+    const std::pair<const char*, std::optional<std::uint64_t>*> fields[] = {
+        {"memory_bytes", &r.memory_bytes}, {"cpu_seconds", &r.cpu_seconds},
+        {"processes", &r.processes},       {"disk_bytes", &r.disk_bytes},
+        {"open_files", &r.open_files},
+    };
+    for (const auto& [key, value] : fields) {
+        if (auto e = positive_integer(doc, key, *value))
+            return e;
+    }
     return std::nullopt;
 }
 
@@ -176,8 +203,8 @@ DescriptorResult parse_descriptor(std::string_view toml_text) {
     }
 
     Descriptor descriptor;
-    for (auto step :
-         {parse_runtime, parse_args, parse_reply_to, parse_timeout}) {
+    for (auto step : {parse_runtime, parse_args, parse_reply_to,
+                      parse_timeout, parse_resources}) {
         if (auto refused = step(doc, descriptor))
             return *std::move(refused);
     }

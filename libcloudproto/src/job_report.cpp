@@ -131,6 +131,10 @@ std::vector<Field> JobReport::to_fields() const {
         add("STDOUT-TRUNCATED", std::string(yes_no(stdout_truncated)));
         add("STDERR-TRUNCATED", std::string(yes_no(stderr_truncated)));
     }
+    if (!containment.empty())
+        add("CONTAINMENT", containment);
+    if (!limit_hit.empty())
+        add("LIMIT-HIT", limit_hit);
     if (!error.empty())
         add("ERROR", error);
     if (!mail.empty())
@@ -186,6 +190,10 @@ std::optional<JobReport> JobReport::from_fields(const std::vector<Field>& f) {
             r.stdout_truncated = value == "yes";
         } else if (key == "STDERR-TRUNCATED") {
             r.stderr_truncated = value == "yes";
+        } else if (key == "CONTAINMENT") {
+            r.containment = value;
+        } else if (key == "LIMIT-HIT") {
+            r.limit_hit = value;
         } else if (key == "ERROR") {
             r.error = value;
         } else if (key == "MAIL") {

@@ -4,6 +4,8 @@
 // executor holds no platform code.
 #pragma once
 
+#include "node/platform/containment.hpp"
+
 #include <asio/io_context.hpp>
 
 #include <filesystem>
@@ -20,6 +22,9 @@ struct JobSpec {
     std::vector<std::string> argv;
     std::vector<std::string> env; // NAME=value, the whole environment
     std::filesystem::path working_folder;
+    std::filesystem::path script; // in working_folder, written already
+    JobLimits limits;
+    std::size_t slot = 0; // from 0; no two running jobs share one
 };
 
 enum class JobStream { out, err };
@@ -30,7 +35,9 @@ struct JobEnd {
     bool stopped = false; // stop() killed the program while it ran
     int exit_code = 0;
     int signal = 0; // non-zero: this signal ended the program
+    bool memory_exhausted = false; // the kernel killed it for memory
     std::string error;
+    int stage = 0; // where it failed to start, in the platform's terms
 };
 
 class JobProcess {
@@ -43,12 +50,14 @@ public:
         std::function<void(JobEnd)> on_end;
     };
 
-    // Starts the tree now. The program gets an empty stdin, its own
-    // stdout and stderr pipes, and no other descriptor of the node.
-    // Every failure, even one found before the program could start,
-    // comes as a JobEnd through on_end, never as an exception; the
-    // handlers run on `io` only, never from inside the constructor.
-    JobProcess(asio::io_context& io, const JobSpec& spec, Handlers handlers);
+    // Starts the tree now, inside every layer `containment` holds. The
+    // program gets an empty stdin, its own stdout and stderr pipes, and
+    // no other descriptor of the node. Every failure, even one found
+    // before the program could start, comes as a JobEnd through on_end,
+    // never as an exception; the handlers run on `io` only, never from
+    // inside the constructor. `containment` outlives the JobProcess.
+    JobProcess(asio::io_context& io, const JobSpec& spec,
+               const Containment& containment, Handlers handlers);
 
     // Stops the tree if it still runs; the handlers no longer run.
     ~JobProcess();

@@ -143,6 +143,8 @@ class Federation:
         self.authority = authority
         self.peer_settings = peer_settings or {}
         self.folder = tempfile.mkdtemp(prefix="cloudproto-e2e-fed-")
+        os.chmod(self.folder, 0o711)
+        harness.witness_file(os.path.join(self.folder, "runs.txt"))
         ports = free_ports(2 * len(self.names))
         self.addresses = {}
         for i, name in enumerate(self.names):
@@ -156,6 +158,7 @@ class Federation:
                 name=name, certs=certs.folder, tls_port=tls_port,
                 plain_port=plain_port, limits=spec.get("limits"),
                 runtimes=spec.get("runtimes"), log_level=log_level,
+                containment=harness.WITNESS_CONTAINMENT,
                 extra_config=self._federation_tables(
                     name, hop_limit, capacity_interval_seconds,
                     relay_timeout_seconds))

@@ -127,6 +127,36 @@ def certificates():
 
 # --- the node -------------------------------------------------------------
 
+# Tests whose jobs leave a witness outside their folder (a file that counts
+# runs) cannot use the namespaces layer, which hides everything else from
+# a job: their nodes run at the uid level, and the witness files are made
+# writable by the slots' uids (witness_file).
+WITNESS_CONTAINMENT = {"disable": ["namespaces"]}
+
+
+def witness_file(path):
+    """Creates `path` empty, writable by any job's uid; returns it."""
+    with open(path, "ab"):
+        pass
+    os.chmod(path, 0o666)
+    return path
+
+# A node run as root gives each slot a uid of its own, and kills all that
+# uid runs when a job ends: nodes running at once must never share one.
+# Each node gets UIDS_PER_NODE uids, from this process's pid and a count.
+FIRST_JOB_UID = 1_100_000_000
+UIDS_PER_NODE = 64
+NODES_PER_PROCESS = 16
+_uid_ranges = 0
+
+
+def own_uid_range():
+    global _uid_ranges
+    index = ((os.getpid() % 1_000_000) * NODES_PER_PROCESS +
+             _uid_ranges % NODES_PER_PROCESS)
+    _uid_ranges += 1
+    return FIRST_JOB_UID + index * UIDS_PER_NODE
+
 class NodeError(Exception):
     pass
 
@@ -154,8 +184,11 @@ class Node:
 
     def __init__(self, limits=None, runtimes=None, log_level="info",
                  plain=True, name=NODE_NAME, certs=None, tls_port=0,
-                 plain_port=0, extra_config=""):
+                 plain_port=0, extra_config="", containment=None):
         self.folder = tempfile.mkdtemp(prefix="cloudproto-e2e-node-")
+        # Jobs' uids come from the work folder's parents: others must be
+        # able to cross them (mkdtemp makes them 0700).
+        os.chmod(self.folder, 0o711)
         self.name = name
         self.certs = certs or certificates()
         self.ca = os.path.join(self.certs, "ca.crt")
@@ -166,11 +199,14 @@ class Node:
         self.plain = plain
         self.listen_ports = (tls_port, plain_port)
         self.extra_config = extra_config
+        self.containment = dict(containment or {})
+        self.containment.setdefault("first_uid", own_uid_range())
         self.spool_dir = os.path.join(self.folder, "spool")
         self.work_dir = os.path.join(self.folder, "work")
         self.outbox_dir = os.path.join(self.folder, "outbox")
         self.files_dir = os.path.join(self.folder, "files")
         os.makedirs(self.files_dir)
+        os.chmod(self.files_dir, 0o777)  # jobs' witnesses, at the uid level
         self.config_path = os.path.join(self.folder, "node.toml")
         self.log_path = os.path.join(self.folder, "node.log")
         self.process = None
@@ -214,6 +250,11 @@ class Node:
                      "[runtimes.%s]" % name,
                      "extension = %s" % q(extension),
                      "command = [%s]" % ", ".join(q(w) for w in command)]
+        text += ["", "[containment]"]
+        for key, value in sorted(self.containment.items()):
+            if isinstance(value, list):
+                value = "[%s]" % ", ".join(q(v) for v in value)
+            text.append("%s = %s" % (key, value))
         if self.extra_config:
             text += ["", self.extra_config]
         with open(self.config_path, "w", encoding="utf-8") as f:
@@ -693,11 +734,13 @@ class OneNodeTestCase(NodeTestCase):
     checked after every test, closed at the end."""
 
     limits = {}
+    containment = None
     node = None
 
     @classmethod
     def setUpClass(cls):
-        cls.node = Node(limits=dict(cls.limits)).start()
+        cls.node = Node(limits=dict(cls.limits),
+                        containment=cls.containment).start()
         cls.nodes = (cls.node,)
 
     @classmethod

@@ -27,15 +27,16 @@ def lines_in(path):
 class RestartTest(harness.NodeTestCase):
 
     def setUp(self):
-        self.node = harness.Node(limits={"slots": 1})
+        self.node = harness.Node(limits={"slots": 1},
+                                 containment=harness.WITNESS_CONTAINMENT)
         self.nodes = (self.node,)
         self.addCleanup(self.node.close)
         self.node.start()
 
     def counting_job(self, name, nap_seconds, tag=""):
         """(counter path, descriptor) of a job that says `name` when done."""
-        counter = os.path.join(self.node.files_dir, "%s-%s.runs"
-                               % (name, new_job_id()))
+        counter = harness.witness_file(os.path.join(
+            self.node.files_dir, "%s-%s.runs" % (name, new_job_id())))
         args = [counter, str(nap_seconds), name]
         if tag:
             args.append(tag)

@@ -58,6 +58,8 @@ esac
 
 class SubmitTest(harness.OneNodeTestCase):
 
+    # Runaway processes and repeated runs leave witnesses in files_dir.
+    containment = harness.WITNESS_CONTAINMENT
     limits = {
         "max_output_bytes": MAX_OUTPUT_BYTES,
         "max_job_bytes": MAX_JOB_BYTES,
@@ -311,8 +313,8 @@ class SubmitTest(harness.OneNodeTestCase):
     # the same job twice
 
     def test_same_job_twice_runs_once(self):
-        counter = os.path.join(self.node.files_dir,
-                               "runs-%s.txt" % new_job_id())
+        counter = harness.witness_file(os.path.join(
+            self.node.files_dir, "runs-%s.txt" % new_job_id()))
         script = b'echo ran >> "$1"\necho counted\n'
         desc = descriptor(args=[counter], reply_to="twice@example.org")
         job_id = new_job_id()

@@ -27,6 +27,7 @@ using namespace std::chrono_literals;
 using cloudnode::ExecutionRequest;
 using cloudnode::ExecutionResult;
 using cloudnode::Executor;
+namespace platform = cloudnode::platform;
 using cloudproto::Outcome;
 
 constexpr const char* bash = "/bin/bash";
@@ -73,10 +74,16 @@ ExecutionRequest make_job(std::string_view what, const char* interpreter,
     return request;
 }
 
+// Only the limits layer: the containment layers have their own tests.
+const platform::Containment& plain_containment() {
+    static auto containment = platform::Containment::minimal();
+    return *containment;
+}
+
 struct Node {
     TempFolder root;
     asio::io_context io;
-    Executor executor{io, root.path};
+    Executor executor{io, root.path, plain_containment()};
 
     ExecutionResult run(ExecutionRequest request) {
         std::optional<ExecutionResult> result;
@@ -468,7 +475,7 @@ TEST_CASE("an Executor destroyed mid-job still kills and cleans up") {
     bool called = false;
     auto request = make_job("destroyed", bash, "sleep 30 & wait\n");
     {
-        Executor executor(io, root.path);
+        Executor executor(io, root.path, plain_containment());
         executor.run(request, [&](ExecutionResult) { called = true; });
         io.run_for(200ms);
     }
@@ -488,7 +495,7 @@ TEST_CASE("folders left by a node that was killed are removed at start") {
     fs::create_directories(root.path / "not-a-job-folder");
 
     asio::io_context io;
-    Executor executor(io, root.path);
+    Executor executor(io, root.path, plain_containment());
     CHECK_FALSE(fs::exists(root.path / "job-left-behind-abc123"));
     CHECK(fs::exists(root.path / "not-a-job-folder"));
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -11,11 +12,22 @@
 
 namespace cloudproto {
 
+// Resources a job asks for; a node clamps each to the maximum it
+// announces (MAX-MEMORY-BYTES, ...). Absent: the node's maximum.
+struct JobResources {
+    std::optional<std::uint64_t> memory_bytes;
+    std::optional<std::uint64_t> cpu_seconds;
+    std::optional<std::uint64_t> processes;
+    std::optional<std::uint64_t> disk_bytes;
+    std::optional<std::uint64_t> open_files;
+};
+
 struct Descriptor {
     std::string runtime;
     std::vector<std::string> args; // one element is one argument
     std::string reply_to;
     std::optional<std::chrono::seconds> timeout;
+    JobResources resources;
 };
 
 // Why a descriptor was refused: the field at fault ("args[2]", or

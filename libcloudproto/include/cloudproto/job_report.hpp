@@ -51,6 +51,9 @@ struct JobReport {
     std::uint64_t stderr_bytes = 0;
     bool stdout_truncated = false;
     bool stderr_truncated = false;
+    // How the node that ran it contained it: "<level> <layer> ...".
+    std::string containment;
+    std::string limit_hit; // "memory": a limit the kernel ended it at
     std::string error; // state `failed`: why the node could not run it
     // The result mail through a mail server: "queued", "sent" or
     // "failed" (empty: written to an outbox); why it failed.

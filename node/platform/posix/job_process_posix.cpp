@@ -6,25 +6,28 @@
 // then does it report the program's wait status and exit, so the node
 // knows the whole tree is gone once the shepherd is.
 //
-// Later containment (namespaces, cgroups, per-slot uids) belongs in the
-// shepherd, between its fork and the program's exec.
+// Containment (containment_posix.cpp) is laid out in a ChildPlan before
+// the fork and applied by the shepherd's children between fork and exec
+// (containment_child_posix.cpp).
 //
-// XXX: until per-slot uids, the program runs as the node's user and may
-// signal its shepherd: SIGKILL lets its detached processes escape (the
-// job then ends "without a report"), SIGSTOP makes the job outlive its
-// timeout.
+// XXX: with neither the uid nor the namespaces layer, the program runs
+// as the node's user and may signal its shepherd: SIGKILL lets its
+// detached processes escape (the job then ends "without a report"),
+// SIGSTOP makes the job outlive its timeout.
 //
 // The kernel's parent-death signal follows the thread that forked, so
 // jobs must be started from the event loop's thread, which lives as
 // long as the node.
 #include "node/platform/job_process.hpp"
 
+#include "node/platform/posix/containment_posix.hpp"
 #include "node/platform/posix/shepherd_posix.hpp"
 
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/post.hpp>
 
 #include <array>
+#include <optional>
 #include <cerrno>
 #include <cstdint>
 #include <system_error>
@@ -40,6 +43,7 @@ namespace cloudnode::platform {
 namespace {
 
 using namespace shepherd;
+using namespace contain;
 
 constexpr std::size_t read_chunk_bytes = 64 * 1024;
 
@@ -111,6 +115,29 @@ std::string describe_failure(const ShepherdReport& report,
         return "cannot execute " + program + ": " + why;
     case stage_fork:
         return "cannot fork the program: " + why;
+    case stage_cgroup:
+        return "cannot join the job's cgroup: " + why;
+    case stage_namespaces:
+        return "cannot create the job's namespaces: " + why;
+    case stage_user_map:
+        return "cannot map the job's user namespace: " + why;
+    case stage_mount:
+        return "cannot build the job's root (step " +
+               std::to_string(report.detail) + "): " + why;
+    case stage_script:
+        return "cannot copy the script into the job's folder: " + why;
+    case stage_pivot:
+        return "cannot enter the job's root: " + why;
+    case stage_proc:
+        return "cannot mount /proc for the job: " + why;
+    case stage_network:
+        return "cannot set up the job's network namespace: " + why;
+    case stage_identity:
+        return "cannot switch to the slot's uid: " + why;
+    case stage_user_namespace:
+        return "cannot give the program its user namespace: " + why;
+    case stage_seccomp:
+        return "cannot load the seccomp filter: " + why;
     default:
         return "cannot prepare the job's process: " + why;
     }
@@ -119,11 +146,13 @@ std::string describe_failure(const ShepherdReport& report,
 } // namespace
 
 struct JobProcess::Impl : std::enable_shared_from_this<Impl> {
-    explicit Impl(asio::io_context& io)
-        : io(io), out(io), err(io), status(io), exit_watch(io) {}
+    Impl(asio::io_context& io, const Containment& containment)
+        : io(io), containment(containment.impl()), out(io), err(io),
+          status(io), exit_watch(io) {}
     ~Impl();
 
     void start(const JobSpec& spec);
+    bool prepare_containment(const JobSpec& spec, std::string& error);
     void fail_early(std::string error);
     void read_output(asio::posix::stream_descriptor& stream,
                      std::array<char, read_chunk_bytes>& buffer,
@@ -135,6 +164,8 @@ struct JobProcess::Impl : std::enable_shared_from_this<Impl> {
     void stop();
 
     asio::io_context& io;
+    const Containment::Impl& containment;
+    std::optional<cgroup::JobCgroup> cgroup;
     Handlers handlers;
     bool detached = false; // the JobProcess is gone: run no handler
     std::string program;
@@ -166,6 +197,8 @@ JobProcess::Impl::~Impl() {
 
 void JobProcess::Impl::fail_early(std::string error) {
     parts_left = 0;
+    if (cgroup)
+        cgroup->remove();
     asio::post(io, [self = shared_from_this(), error = std::move(error)] {
         JobEnd end;
         end.error = error;
@@ -176,10 +209,41 @@ void JobProcess::Impl::fail_early(std::string error) {
     });
 }
 
+// The job's cgroup, and its folder given to the slot's uid when the job
+// runs in the node's own file system.
+bool JobProcess::Impl::prepare_containment(const JobSpec& spec,
+                                           std::string& error) {
+    if (containment.has(Layer::cgroup)) {
+        try {
+            cgroup.emplace(*containment.cgroups,
+                           "job-" + std::to_string(spec.slot),
+                           spec.limits.memory_bytes, spec.limits.processes);
+        } catch (const std::system_error& e) {
+            error = std::string("cannot make the job's cgroup: ") + e.what();
+            return false;
+        }
+    }
+    if (containment.has(Layer::uid) && !containment.has(Layer::namespaces)) {
+        const uid_t uid = containment.slot_uid(spec.slot);
+        for (const auto& path : {spec.working_folder, spec.script}) {
+            if (chown(path.c_str(), uid, uid) != 0) {
+                error = "cannot give " + path.string() +
+                        " to the slot's uid: " + errno_text(errno);
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
 void JobProcess::Impl::start(const JobSpec& spec) {
     if (spec.argv.empty())
         return fail_early("empty command");
     program = spec.argv.front();
+    std::string error;
+    if (!prepare_containment(spec, error))
+        return fail_early(std::move(error));
+    const ChildPlan plan = containment.plan(spec, cgroup ? &*cgroup : nullptr);
 
     // Everything the children need, ready before the fork.
     std::vector<char*> argv;
@@ -204,6 +268,9 @@ void JobProcess::Impl::start(const JobSpec& spec) {
         .out_w = out_pipe.write,
         .err_w = err_pipe.write,
         .status_w = status_pipe.write,
+        .plan = &plan,
+        .cgroup_kill_fd = cgroup ? cgroup->kill_fd() : -1,
+        .cgroup_members_fd = cgroup ? cgroup->members_fd() : -1,
     });
     if (pid < 0)
         return fail_early("cannot fork: " + errno_text(errno));
@@ -289,10 +356,19 @@ void JobProcess::Impl::watch_exit() {
 void JobProcess::Impl::part_done() {
     if (--parts_left > 0)
         return;
+    JobEnd end = make_end();
+
+    // Every process of the job is gone: its cgroup is empty.
+    if (cgroup) {
+        end.memory_exhausted = cgroup->memory_exhausted();
+        auto why = cgroup->remove();
+        if (!why.empty() && end.error.empty())
+            end.error = why;
+    }
     auto on_end = std::move(handlers.on_end);
     handlers = {}; // they may hold their owner alive
     if (on_end && !detached)
-        on_end(make_end());
+        on_end(std::move(end));
 }
 
 JobEnd JobProcess::Impl::make_end() const {
@@ -304,6 +380,7 @@ JobEnd JobProcess::Impl::make_end() const {
     }
     if (report.stage != stage_ran) {
         end.error = describe_failure(report, program);
+        end.stage = report.stage;
         return end;
     }
     end.ran = true;
@@ -323,8 +400,8 @@ void JobProcess::Impl::stop() {
 }
 
 JobProcess::JobProcess(asio::io_context& io, const JobSpec& spec,
-                       Handlers handlers)
-    : impl_(std::make_shared<Impl>(io)) {
+                       const Containment& containment, Handlers handlers)
+    : impl_(std::make_shared<Impl>(io, containment)) {
     impl_->handlers = std::move(handlers);
     impl_->start(spec);
 }

@@ -3,6 +3,8 @@
 // descriptors it lays out, the report it writes, the signal that stops it.
 #pragma once
 
+#include "node/platform/posix/containment_child_posix.hpp"
+
 #include <cstdint>
 
 #include <signal.h>
@@ -10,22 +12,12 @@
 
 namespace cloudnode::platform::shepherd {
 
-// Where starting the program failed, as the shepherd reports it.
-enum Stage : std::int32_t {
-    stage_ran = 0,
-    stage_descriptors,
-    stage_pipe,
-    stage_fork,
-    stage_chdir,
-    stage_limits,
-    stage_exec,
-};
-
 // The shepherd's last words on its status pipe, written once just
 // before it exits: small enough for a single atomic pipe write.
 struct ShepherdReport {
-    std::int32_t stage = stage_ran;
+    std::int32_t stage = contain::stage_ran;
     std::int32_t error = 0;       // errno of a failed stage
+    std::int32_t detail = 0;      // which step of that stage
     std::int32_t wait_status = 0; // the program's, from waitpid
     std::int32_t stopped = 0;     // 1: killed on the node's request
 };
@@ -51,9 +43,15 @@ struct Launch {
     int out_w;
     int err_w;
     int status_w;
+    const contain::ChildPlan* plan;
+    // cgroup layer: the shepherd kills what is left in the job's cgroup
+    // through these (-1: none); uid layer: and what plan->uid runs.
+    int cgroup_kill_fd;
+    int cgroup_members_fd;
 };
 
-// Runs in the child of fork(): starts the program, waits for it (or for
+// Runs in the child of fork(): starts the program (in new namespaces,
+// under a small init, when the plan says so), waits for it (or for
 // stop_signal), kills and reaps everything below, writes a ShepherdReport
 // on fd_status and exits.
 [[noreturn]] void run(const Launch& launch);
