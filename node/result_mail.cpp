@@ -138,6 +138,19 @@ format_duration(const std::optional<std::chrono::milliseconds>& duration) {
                        (ms < 0 ? -ms : ms) / 1000, (ms < 0 ? -ms : ms) % 1000);
 }
 
+// "4 limits uid" -> "level 4 (limits, uid)".
+std::string containment_text(std::string_view described) {
+    std::string text = mime::visible(described);
+    auto space = text.find(' ');
+    if (space == std::string::npos)
+        return "level " + text;
+    std::string layers = text.substr(space + 1);
+    for (std::size_t at = 0; (at = layers.find(' ', at)) != std::string::npos;
+         at += 2)
+        layers.replace(at, 1, ", ");
+    return fmt::format("level {} ({})", text.substr(0, space), layers);
+}
+
 std::string size_note(const Output& output, bool inline_shown) {
     if (output.bytes.empty() && output.produced_bytes == 0)
         return "(no output)";
@@ -220,12 +233,16 @@ std::string summary_part(const ResultMail& mail, const OutcomeText& outcome,
         add_field(body, i == 0 ? "Arguments" : "",
                   quote_argument(mail.descriptor.args[i]));
     add_field(body, "Node", mime::visible(report.node));
+    if (!report.containment.empty())
+        add_field(body, "Contained", containment_text(report.containment));
 
     // How and when it ended
     add_field(body, "State", to_string(report.state));
     add_field(body, "Outcome", outcome.full);
     if (!report.error.empty())
         add_field(body, "Error", mime::visible(report.error));
+    if (report.limit_hit == "memory")
+        add_field(body, "Limit", "the kernel ended it at its memory limit");
     add_field(body, "Accepted", format_time(report.accepted));
     add_field(body, "Started", format_time(report.started));
     add_field(body, "Finished", format_time(report.finished));

@@ -184,7 +184,8 @@ class Node:
 
     def __init__(self, limits=None, runtimes=None, log_level="info",
                  plain=True, name=NODE_NAME, certs=None, tls_port=0,
-                 plain_port=0, extra_config="", containment=None):
+                 plain_port=0, extra_config="", containment=None,
+                 run_as=None):
         self.folder = tempfile.mkdtemp(prefix="cloudproto-e2e-node-")
         # Jobs' uids come from the work folder's parents: others must be
         # able to cross them (mkdtemp makes them 0700).
@@ -214,7 +215,24 @@ class Node:
         self.plain_port = None
         self.starts = 0
         self._log_offset = 0
+        self.run_as = run_as
+        if run_as:
+            self._give_to(run_as)
         self._write_config()
+        if run_as:
+            os.chown(self.config_path, *run_as)
+
+    def _give_to(self, owner):
+        """An ordinary user's node: its folder and its own copy of the
+        certificate and key are that user's."""
+        certs = os.path.join(self.folder, "certs")
+        os.makedirs(certs)
+        for name in ("ca.crt", self.name + ".crt", self.name + ".key"):
+            shutil.copy(os.path.join(self.certs, name), certs)
+        self.certs = certs
+        for root, dirs, files in os.walk(self.folder):
+            for entry in [root] + [os.path.join(root, f) for f in files]:
+                os.chown(entry, *owner)
 
     # configuration
 
@@ -272,8 +290,13 @@ class Node:
             self._log_offset = log.tell()
             log.write(b"--- e2e harness: start %d ---\n" % self.starts)
             log.flush()
+            command = [NODE_BINARY, "--config", self.config_path]
+            if self.run_as:
+                uid, gid = self.run_as
+                command = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % gid,
+                           "--clear-groups"] + command
             self.process = subprocess.Popen(
-                [NODE_BINARY, "--config", self.config_path],
+                command,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 cwd=self.folder)
 

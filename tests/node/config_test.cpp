@@ -395,3 +395,60 @@ TEST_CASE("federation that is not a table is refused") {
     auto error = error_of("federation = 3\n" + minimal);
     CHECK_MESSAGE(error.find("federation") != std::string::npos, error);
 }
+
+TEST_CASE("job maxima and containment have defaults and are read") {
+    auto d = parse_config(minimal, "/etc/cloud/node.toml");
+    CHECK(d.max_job.memory_bytes == 1024LL * 1024 * 1024);
+    CHECK(d.max_job.processes == 128);
+    CHECK(d.containment.require_level == 0);
+    CHECK(d.containment.disabled.empty());
+
+    auto c = parse_config(minimal + R"(
+[limits]
+max_memory_bytes = 67108864
+max_cpu_seconds = 10
+max_processes = 8
+max_disk_bytes = 1048576
+max_open_files = 64
+[containment]
+require_level = 3
+disable = ["cgroup", "seccomp"]
+first_uid = 200000
+)",
+                          "/etc/cloud/node.toml");
+    CHECK(c.max_job.memory_bytes == 64 * 1024 * 1024);
+    CHECK(c.max_job.cpu_seconds == 10);
+    CHECK(c.max_job.processes == 8);
+    CHECK(c.max_job.disk_bytes == 1024 * 1024);
+    CHECK(c.max_job.open_files == 64);
+    CHECK(c.containment.require_level == 3);
+    CHECK(c.containment.disabled ==
+          std::vector<platform::Layer>{platform::Layer::cgroup,
+                                       platform::Layer::seccomp});
+    CHECK(c.containment.first_uid == 200000);
+}
+
+TEST_CASE("a bad containment table names the key at fault") {
+    struct Row {
+        std::string text;
+        std::string says;
+    } rows[] = {
+        {"[containment]\nrequire_level = 5\n",
+         "containment.require_level: must be an integer from 0 to 4"},
+        {"[containment]\ndisable = [\"limits\"]\n",
+         "containment.disable: 'limits' is not a layer"},
+        {"[containment]\ndisable = [\"selinux\"]\n",
+         "containment.disable: 'selinux' is not a layer"},
+        {"[containment]\ndisable = \"uid\"\n",
+         "containment.disable: must be a list of strings"},
+        {"[containment]\nfirst_uid = 0\n", "containment.first_uid"},
+        {"[containment]\nfirst_uid = 4294967295\n", "containment.first_uid"},
+        {"[containment]\nlevel = 2\n", "containment.level: is not a known"},
+        {"[limits]\nmax_processes = 0\n", "limits.max_processes"},
+        {"[limits]\nmax_memory_bytes = 1024\n", "limits.max_memory_bytes"},
+    };
+    for (const auto& row : rows) {
+        CAPTURE(row.text);
+        CHECK(error_of(minimal + row.text).find(row.says) != std::string::npos);
+    }
+}

@@ -143,6 +143,12 @@ bool build_root(const ChildPlan& plan, Failure& f) {
     if (!copied)
         return fail(f, stage_script);
 
+    // While the node's /proc is still in view: a user namespace may mount
+    // a proc only where one is fully visible already.
+    if (mount("proc", plan.proc_in_root.c_str(), "proc",
+              MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+        return fail(f, stage_proc);
+
     if (mkdir(plan.old_root.c_str(), 0700) != 0 ||
         syscall(SYS_pivot_root, plan.new_root.c_str(),
                 plan.old_root.c_str()) != 0)
@@ -152,9 +158,6 @@ bool build_root(const ChildPlan& plan, Failure& f) {
     if (chdir("/") != 0 || umount2(old, MNT_DETACH) != 0 || rmdir(old) != 0)
         return fail(f, stage_pivot);
 
-    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-              nullptr) != 0)
-        return fail(f, stage_proc);
     if (mount(nullptr, "/", nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID |
                                          MS_NODEV,
               plan.root_options.c_str()) != 0)

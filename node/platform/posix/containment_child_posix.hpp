@@ -109,6 +109,7 @@ struct ChildPlan {
     std::string old_root;            // under new_root, for pivot_root
     std::vector<MountStep> steps;
     std::string script_in_root;      // the script's copy, as built
+    std::string proc_in_root;        // where the job's /proc goes
     std::string root_options;        // the root tmpfs's data
 
     // seccomp layer.

@@ -231,7 +231,10 @@ contain::ChildPlan Containment::Impl::plan(const JobSpec& spec,
     limit(RLIMIT_CORE, 0, 0);
     if (l.cpu_seconds > 0) // SIGXCPU first, SIGKILL a second later
         limit(RLIMIT_CPU, l.cpu_seconds, l.cpu_seconds + 1);
-    if (l.memory_bytes > 0)
+    // The cgroup bounds what the job really uses; without it, the address
+    // space stands in (and fails runtimes that reserve much more than
+    // they touch).
+    if (l.memory_bytes > 0 && !has(Layer::cgroup))
         limit(RLIMIT_AS, l.memory_bytes, l.memory_bytes);
     if (l.disk_bytes > 0)
         limit(RLIMIT_FSIZE, l.disk_bytes, l.disk_bytes);
@@ -280,6 +283,7 @@ contain::ChildPlan Containment::Impl::plan(const JobSpec& spec,
             ",gid=" + std::to_string(gid),
         MS_NOSUID | MS_NODEV));
     p.script_in_root = under_root(spec.script);
+    p.proc_in_root = under_root("/proc");
     return p;
 }
 

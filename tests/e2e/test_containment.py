@@ -1,0 +1,270 @@
+#!/usr/bin/python3
+"""Containment (proto-spec 11): hostile scripts against real nodes, at
+every level of containment the machine gives, the full one and each
+lower one forced with [containment] disable, and a node run as an
+ordinary user. Each script is one the issue names: a fork bomb, a job
+that fills memory, one that writes endlessly to stdout, one that writes
+a huge file, one that leaves detached children that ignore SIGTERM, one
+that reads the node's private key and spool, one that opens a network
+connection, one that sleeps past its timeout, one that reads stdin.
+After each, the node is alive and the next job runs as if nothing had
+happened; what a level promises (spec 11.2) is checked at that level.
+
+Run as root (as CI does); the levels that need root are skipped
+otherwise, and so is the ordinary user's node when there is no such
+user to become.
+"""
+
+import os
+import re
+import time
+import unittest
+
+import harness
+from harness import descriptor, new_job_id
+
+MAX_PROCESSES = 32
+MAX_MEMORY_BYTES = 256 * 1024 * 1024
+MAX_DISK_BYTES = 16 * 1024 * 1024
+MAX_OUTPUT_BYTES = 64 * 1024
+JOB_TIMEOUT_SECONDS = 4
+# A job that must end at its timeout: the timeout, with room to spare.
+TIMEOUT_SECONDS_AT_MOST = 8
+NOBODY = (65534, 65534)
+
+LIMITS = {
+    "slots": 2,
+    "max_processes": MAX_PROCESSES,
+    "max_memory_bytes": MAX_MEMORY_BYTES,
+    "max_disk_bytes": MAX_DISK_BYTES,
+    "max_output_bytes": MAX_OUTPUT_BYTES,
+    "default_timeout_seconds": JOB_TIMEOUT_SECONDS,
+}
+
+FORK_BOMB = b"bomb() { bomb | bomb & }; bomb\nsleep 10\n"
+MEMORY_HOG = (b"chunks = []\n"
+              b"while True:\n"
+              b"    chunks.append(bytearray(8 * 1024 * 1024))\n")
+ENDLESS_STDOUT = b"yes cloudproto\n"
+HUGE_FILE = (b"head -c 1G /dev/zero > big\n"
+             b"echo \"head: $?\"\n"
+             b"stat -c 'size: %s' big\n")
+# Children in a new session, double forked, deaf to SIGTERM, each with
+# the tag in its command line; the job itself ends at once.
+RUNAWAYS = b"""\
+trap '' TERM
+(trap '' TERM; exec -a "$1-child" sleep 60) &
+setsid bash -c '(trap "" TERM; exec -a "$0-detached" sleep 60) & exit 0' "$1"
+echo left
+"""
+READ_SECRETS = b"""\
+cat "$1" > /dev/null 2>&1 && echo "key: read" || echo "key: refused"
+ls "$2" > /dev/null 2>&1 && echo "spool: listed" || echo "spool: refused"
+"""
+CONNECT = (b"import socket, sys\n"
+           b"try:\n"
+           b"    socket.create_connection(('127.0.0.1', int(sys.argv[1])), 2)\n"
+           b"    print('connected')\n"
+           b"except OSError as e:\n"
+           b"    print('refused:', e.__class__.__name__)\n")
+SLEEPER = b"sleep 60\n"
+READ_STDIN = b"cat\necho \"cat: $?\"\n"
+SHOW_LIMITS = b"echo \"processes $(ulimit -u) files $(ulimit -n)\"\n"
+
+
+class ContainmentTests:
+    """The tests; a subclass says which layers are off, who runs the node
+    and which level that must give."""
+
+    disabled = []
+    run_as = None
+    level = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.node = harness.Node(limits=dict(LIMITS), run_as=cls.run_as,
+                                containment={"disable": cls.disabled})
+        cls.nodes = (cls.node,)
+        cls.node.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.node.close()
+
+    def tearDown(self):
+        self.assert_node_healthy(self.node)
+
+    # helpers
+
+    def run_job(self, script, runtime="bash", args=None, extra=""):
+        """A job to its end with cloud-submit --wait: (code, stdout,
+        report)."""
+        job_id = new_job_id()
+        desc = descriptor(runtime, args=args, extra=extra,
+                          reply_to="contained@example.org")
+        code, out, err = self.node.submit(script, desc, "--wait", "--quiet",
+                                          "--job-id", job_id)
+        with self.node.tls_client() as c:
+            c.hello()
+            report = c.command("STATUS " + job_id).fields()
+        self.assertIn(report.get("STATE"), ("done", "failed"), report)
+        return code, out, report
+
+    def assert_next_job_runs(self):
+        code, out, report = self.run_job(b"echo still fine\n")
+        self.assertEqual((code, out), (0, b"still fine\n"), report)
+
+    def announced(self):
+        with self.node.tls_client() as c:
+            reply = c.command("HELLO probe")
+        for line in reply.lines[1:]:
+            if line.startswith("CONTAINMENT "):
+                return line[len("CONTAINMENT "):]
+        self.fail("no CONTAINMENT in HELLO: %r" % reply)
+
+    # what is announced and recorded
+
+    def test_level_is_announced_logged_and_recorded(self):
+        announced = self.announced()
+        self.assertEqual(announced.split()[0], str(self.level), announced)
+        self.assertRegex(self.node.log_text(),
+                         r"containment ready level=%d " % self.level)
+        _, _, report = self.run_job(b"true\n")
+        self.assertEqual(report.get("CONTAINMENT"), announced)
+        with open(self.node.mail_path(report["JOB"]), "rb") as f:
+            self.assertIn(b"level " + str(self.level).encode(), f.read())
+
+    def test_limits_are_the_descriptor_lowered_to_the_maximum(self):
+        if not {"uid", "namespaces"} & set(self.announced().split()[1:]):
+            self.skipTest("without a uid or a user namespace of its own, "
+                          "a job gets no process limit")
+        _, out, _ = self.run_job(SHOW_LIMITS,
+                                 extra="processes = 5\nopen_files = 99999")
+        self.assertEqual(out, b"processes 5 files 1024\n")
+
+    # the hostile scripts
+
+    def test_fork_bomb(self):
+        # Only a uid, a user namespace or a cgroup of the job's own can
+        # count its processes; without one a bomb would reach the machine.
+        # The layers the node really has decide, not the level expected.
+        counted_by = {"uid", "namespaces", "cgroup"}
+        if not counted_by & set(self.announced().split()[1:]):
+            self.skipTest("no layer counts a job's processes here")
+        started = time.monotonic()
+        code, _, report = self.run_job(FORK_BOMB)
+        self.assertLess(time.monotonic() - started, TIMEOUT_SECONDS_AT_MOST)
+        self.assertEqual(report.get("OUTCOME"), "timeout", report)
+        self.assert_next_job_runs()
+
+    def test_memory_hog(self):
+        code, _, report = self.run_job(MEMORY_HOG, runtime="python")
+        self.assertNotEqual(code, 0, report)
+        if "cgroup" in self.announced().split():
+            # The cgroup's own limit: the kernel kills the job.
+            self.assertEqual((report.get("SIGNAL"), report.get("LIMIT-HIT")),
+                             ("9", "memory"), report)
+        self.assert_next_job_runs()
+
+    def test_endless_stdout(self):
+        code, out, report = self.run_job(ENDLESS_STDOUT)
+        self.assertEqual(report.get("OUTCOME"), "timeout", report)
+        self.assertEqual(len(out), MAX_OUTPUT_BYTES)
+        self.assertEqual(report.get("STDOUT-TRUNCATED"), "yes")
+        self.assertGreater(int(report["STDOUT-BYTES"]), MAX_OUTPUT_BYTES)
+        self.assert_next_job_runs()
+
+    def test_huge_file(self):
+        code, out, report = self.run_job(HUGE_FILE)
+        size = int(re.search(rb"size: (\d+)", out).group(1))
+        self.assertLessEqual(size, MAX_DISK_BYTES, out)
+        self.assertNotRegex(out, rb"head: 0\b")
+        self.assert_next_job_runs()
+
+    def test_detached_children_that_ignore_sigterm(self):
+        tag = "e2e-contained-" + new_job_id()
+        self.addCleanup(harness.kill_processes_with, tag)
+        code, out, report = self.run_job(RUNAWAYS, args=[tag])
+        self.assertEqual((code, out), (0, b"left\n"), report)
+        deadline = time.monotonic() + 3
+        while harness.processes_with(tag) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(harness.processes_with(tag), [],
+                         "processes of the job outlived it")
+        self.assert_next_job_runs()
+
+    def test_node_key_and_spool(self):
+        if int(self.announced().split()[0]) < 2:
+            self.skipTest("level 1 promises nothing about the node's files")
+        key = os.path.join(self.node.certs, self.node.name + ".key")
+        _, out, report = self.run_job(READ_SECRETS,
+                                      args=[key, self.node.spool_dir])
+        self.assertEqual(out, b"key: refused\nspool: refused\n", report)
+
+    def test_network_connection(self):
+        _, out, report = self.run_job(
+            CONNECT, runtime="python", args=[str(self.node.tls_port)])
+        # Refused by the job's own network namespace, or by seccomp.
+        if {"namespaces", "seccomp"} & set(self.announced().split()[1:]):
+            self.assertRegex(out, rb"^refused: ", report)
+        else:
+            self.assertEqual(out, b"connected\n", report)
+
+    def test_sleep_past_timeout(self):
+        started = time.monotonic()
+        code, _, report = self.run_job(SLEEPER,
+                                       extra="timeout_seconds = 1")
+        self.assertLess(time.monotonic() - started, TIMEOUT_SECONDS_AT_MOST)
+        self.assertEqual((code, report.get("OUTCOME")), (124, "timeout"))
+        self.assertLess(int(report["DURATION-MS"]), 3000, report)
+
+    def test_reading_stdin_ends_at_once(self):
+        code, out, report = self.run_job(READ_STDIN)
+        self.assertEqual((code, out), (0, b"cat: 0\n"), report)
+
+
+def needs_root(cls):
+    return unittest.skipUnless(os.geteuid() == 0, "needs root")(cls)
+
+
+@needs_root
+class FullContainment(ContainmentTests, harness.NodeTestCase):
+    level = 4
+
+
+@needs_root
+class NamespacesWithoutCgroupOrSeccomp(ContainmentTests,
+                                       harness.NodeTestCase):
+    disabled = ["cgroup", "seccomp"]
+    level = 3
+
+
+@needs_root
+class UidCgroupAndSeccompWithoutNamespaces(ContainmentTests,
+                                           harness.NodeTestCase):
+    disabled = ["namespaces"]
+    level = 2
+
+
+@needs_root
+class UidOnly(ContainmentTests, harness.NodeTestCase):
+    disabled = ["namespaces", "cgroup", "seccomp"]
+    level = 2
+
+
+@needs_root
+class LimitsOnly(ContainmentTests, harness.NodeTestCase):
+    disabled = ["uid", "cgroup", "seccomp"]
+    level = 1
+
+
+@needs_root
+class OrdinaryUser(ContainmentTests, harness.NodeTestCase):
+    """A node run by an ordinary user: no uid, no cgroup, but user
+    namespaces (which this machine allows) give it namespaces."""
+    run_as = NOBODY
+    level = 3
+
+
+if __name__ == "__main__":
+    unittest.main()
