@@ -223,6 +223,28 @@ class ContainmentTests:
         self.assertEqual((code, out), (0, b"cat: 0\n"), report)
 
 
+@unittest.skipUnless(os.geteuid() == 0, "needs root")
+class RequiredLevel(harness.NodeTestCase):
+    """An operator's minimum level: the node refuses to start below it."""
+
+    def test_node_below_the_required_level_does_not_start(self):
+        node = harness.Node(containment={"require_level": 4,
+                                         "disable": ["seccomp"]})
+        self.addCleanup(node.close)
+        with self.assertRaises(harness.NodeError):
+            node.start()
+        self.assertRegex(node.log_text(),
+                         r"containment level 3 is below the required 4")
+        self.assertRegex(node.log_text(), r"layer-missing layer=seccomp "
+                                          r"why=\"disabled in the configuration")
+
+    def test_node_at_the_required_level_starts(self):
+        node = harness.Node(containment={"require_level": 1})
+        self.addCleanup(node.close)
+        node.start()
+        self.assertTrue(node.is_alive())
+
+
 def needs_root(cls):
     return unittest.skipUnless(os.geteuid() == 0, "needs root")(cls)
 

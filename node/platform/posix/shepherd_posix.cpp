@@ -291,7 +291,8 @@ void sweep(pid_t program, int& status, bool& ended) {
 // every process still below the shepherd.
 void kill_what_is_left(const Launch& launch, pid_t program, int& status,
                        bool& ended) {
-    if (launch.plan->set_identity)
+    // In its own PID namespace the job is gone with init already.
+    if (launch.plan->set_identity && !launch.plan->namespaces)
         contain::kill_uid(launch.plan->uid);
     cgroup::kill_members(launch.cgroup_kill_fd, launch.cgroup_members_fd);
     sweep(program, status, ended);
