@@ -264,6 +264,7 @@ std::optional<MailServer> read_mail_server(const Reader& r,
     m.username = r.string("mail.username", {});
     if (!m.username.empty()) {
         auto file = r.path("mail.password_file", {}, true);
+        m.password_file = file;
         std::ifstream in(file);
         if (!in || !std::getline(in, m.password) || m.password.empty())
             r.fail("mail.password_file",

@@ -55,6 +55,7 @@ struct MailServer {
     std::string server_name;           // in its certificate; default host
     std::string helo_name;             // default: the node's name
     std::string username;              // AUTH when set
+    std::filesystem::path password_file;
     std::string password;              // from password_file; never logged
     bool allow_plaintext_auth = false; // loopback only
     std::chrono::seconds timeout{60};

@@ -57,9 +57,24 @@ std::vector<fs::path> node_files(const Config& c) {
     for (const auto& f : {c.certificate, c.private_key, c.federation.authority})
         if (!f.empty())
             files.push_back(f);
-    if (c.mail_server && !c.mail_server->authority.empty())
-        files.push_back(c.mail_server->authority);
+    if (c.mail_server) {
+        for (const auto& f :
+             {c.mail_server->authority, c.mail_server->password_file})
+            if (!f.empty())
+                files.push_back(f);
+    }
     return files;
+}
+
+// A secret that other users may read is one a job may read too, below
+// the namespaces layer.
+void warn_if_readable(const fs::path& secret, std::string_view key) {
+    std::error_code ec;
+    auto p = fs::status(secret, ec).permissions();
+    if (!ec && (p & (fs::perms::group_read | fs::perms::others_read)) !=
+                   fs::perms::none)
+        log::warn("-", "containment", "secret-readable", "key={} file={}", key,
+                  log::value(secret.string()));
 }
 
 // Probes the layers, logs what it got, and holds the operator's minimum.
@@ -70,6 +85,10 @@ std::unique_ptr<platform::Containment> contain(const Config& c) {
     s.work_root = c.work_dir;
     s.slots = c.slots;
     s.first_uid = c.containment.first_uid;
+    if (!c.private_key.empty())
+        warn_if_readable(c.private_key, "tls.private_key");
+    if (c.mail_server && !c.mail_server->password_file.empty())
+        warn_if_readable(c.mail_server->password_file, "mail.password_file");
     auto containment = platform::Containment::probe(s);
     for (const auto& m : containment->missing())
         log::info("-", "containment", "layer-missing", "layer={} why={}",

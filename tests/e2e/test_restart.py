@@ -24,6 +24,15 @@ def lines_in(path):
         return f.read().count(b"\n")
 
 
+def wait_for_lines(path, count, timeout=10):
+    """Until the counter holds `count` runs: a job shown running may still
+    be in its containment's set-up, before its script's first line."""
+    deadline = time.monotonic() + timeout
+    while lines_in(path) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return lines_in(path)
+
+
 class RestartTest(harness.NodeTestCase):
 
     def setUp(self):
@@ -78,7 +87,7 @@ class RestartTest(harness.NodeTestCase):
         queued_counter, queued_desc = self.counting_job("queued", 0)
         queued_id = self.hand_in(COUNTING_SCRIPT, queued_desc)
         self.assertEqual(self.state_of(queued_id), "queued")
-        self.assertEqual(lines_in(long_counter), 1)
+        self.assertEqual(wait_for_lines(long_counter, 1), 1)
 
         self.assertEqual(self.node.stop(), 0, "cloud-node did not exit 0 on"
                          " SIGTERM:\n" + self.node.log_tail())
@@ -141,7 +150,8 @@ class RestartTest(harness.NodeTestCase):
                 self.assertEqual((reply.code, reply.text),
                                  (250, job_id + " accepted"))
                 jobs.append((job_id, counter, b"crash%d\n" % i, desc))
-            self.node.wait_for_log(r"%s job started" % jobs[0][0])
+            # Killed once its script has begun.
+            self.assertEqual(wait_for_lines(jobs[0][1], 1), 1)
             self.node.kill()
 
         # The job that was running does not outlive the node.

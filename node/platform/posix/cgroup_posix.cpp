@@ -213,6 +213,21 @@ std::optional<Root> prepare_v1(const std::vector<Mount>& mounts,
     return root;
 }
 
+// The shepherd lays out 0-3 for the job: descriptors it must keep are
+// opened above them, out of the way of its dup2s.
+constexpr int first_kept_fd = 10;
+
+int open_high(const fs::path& path, int flags) {
+    const int fd = open(path.c_str(), flags | O_CLOEXEC);
+    if (fd < 0 || fd >= first_kept_fd)
+        return fd;
+    const int high = fcntl(fd, F_DUPFD_CLOEXEC, first_kept_fd);
+    const int error = errno;
+    close(fd);
+    errno = error;
+    return high;
+}
+
 // "key value" lines: the value of `key`, 0 when absent.
 std::uint64_t counter(const std::string& text, std::string_view key) {
     std::istringstream lines(text);
@@ -280,19 +295,17 @@ JobCgroup::JobCgroup(const Root& root, const std::string& name,
         }
 
         for (const auto& f : folders_) {
-            int fd = open((f / "cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
+            int fd = open_high(f / "cgroup.procs", O_WRONLY);
             if (fd < 0)
                 throw std::system_error(errno, std::system_category(),
                                         "cannot open " + f.string() +
                                             "/cgroup.procs");
             join_fds_.push_back(fd);
         }
-        auto kill_file = folders_[0] / "cgroup.kill";
         if (unified_)
-            kill_fd_ = open(kill_file.c_str(), O_WRONLY | O_CLOEXEC);
+            kill_fd_ = open_high(folders_[0] / "cgroup.kill", O_WRONLY);
         if (kill_fd_ < 0)
-            members_fd_ = open((folders_.back() / "cgroup.procs").c_str(),
-                               O_RDONLY | O_CLOEXEC);
+            members_fd_ = open_high(folders_.back() / "cgroup.procs", O_RDONLY);
     } catch (...) {
         remove();
         throw;

@@ -360,6 +360,10 @@ Containment::probe(const ContainmentSettings& settings) {
         if (end.error.empty())
             end.error = "the test job exited " + std::to_string(end.exit_code) +
                         ": " + output;
+        if (layer == Layer::uid && end.ran)
+            end.error += " (a slot's uid must reach " +
+                         settings.work_root.string() +
+                         ": every folder above it needs o+x)";
         leave_out(layer, end.error);
         if (layer == Layer::cgroup && impl.cgroups) {
             cgroup::release(*impl.cgroups);
