@@ -541,28 +541,32 @@ class Client:
         self.eof = False
 
     @staticmethod
-    def _connect(port, rcvbuf):
+    def _connect(port, rcvbuf, source=None):
         """A TCP connection to the node; rcvbuf (octets) fixes the receive
         buffer before connecting, so that a client that stops reading
-        holds the node back soon."""
+        holds the node back soon; source (a 127.0.0.x address) is where
+        the connection comes from."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.settimeout(10)
         if rcvbuf:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if source:
+            sock.bind((source, 0))
         sock.connect(("127.0.0.1", port))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
 
     @classmethod
-    def plain(cls, port, greet=True, rcvbuf=None, **kw):
-        sock = cls._connect(port, rcvbuf)
+    def plain(cls, port, greet=True, rcvbuf=None, source=None, **kw):
+        sock = cls._connect(port, rcvbuf, source)
         client = cls(sock, **kw)
         if greet:
             client.greeting = client.reply()
         return client
 
     @classmethod
-    def tls(cls, port, ca, greet=True, rcvbuf=None, certificate=None, **kw):
+    def tls(cls, port, ca, greet=True, rcvbuf=None, certificate=None,
+            source=None, **kw):
         """certificate: (certificate file, key file) to present, as a
         peer does; None for a customer, who has none."""
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
@@ -570,7 +574,7 @@ class Client:
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         if certificate is not None:
             context.load_cert_chain(*certificate)
-        sock = cls._connect(port, rcvbuf)
+        sock = cls._connect(port, rcvbuf, source)
         sock = context.wrap_socket(sock, server_hostname="localhost")
         client = cls(sock, **kw)
         if greet:
