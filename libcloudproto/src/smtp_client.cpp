@@ -3,7 +3,6 @@
 #include "cloudproto/connection.hpp"
 #include "cloudproto/log.hpp"
 #include "cloudproto/reply.hpp"
-#include "cloudproto/text.hpp"
 
 #include <asio/connect.hpp>
 #include <asio/ip/tcp.hpp>
@@ -15,15 +14,10 @@
 #include <algorithm>
 #include <memory>
 #include <optional>
-#include <set>
 
 namespace cloudproto::smtp {
 
 namespace {
-
-// RFC 5321 4.5.3.1.5 allows 512 octets in a reply line; some servers
-// send longer ones, which cost nothing to read.
-constexpr std::size_t max_reply_line_bytes = 4096;
 
 // How long QUIT may take once the message is accepted.
 constexpr std::chrono::seconds quit_timeout{5};
@@ -38,46 +32,12 @@ std::string base64(std::string_view bytes) {
     return out;
 }
 
-std::string upper(std::string s) {
-    for (auto& c : s)
-        c = static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c);
-    return s;
-}
-
 std::string reply_text(const Reply& r) {
     std::string text = std::to_string(r.code);
     for (const auto& line : r.lines)
         text += ' ' + line;
     return text;
 }
-
-// What EHLO announced: keywords in upper case, AUTH's mechanisms.
-struct Extensions {
-    std::set<std::string> keywords;
-    std::set<std::string> auth;
-
-    static Extensions from(const Reply& ehlo) {
-        Extensions e;
-        for (std::size_t i = 1; i < ehlo.lines.size(); ++i) {
-            auto words = split_words(ehlo.lines[i]);
-            if (words.empty())
-                continue;
-            auto keyword = upper(words[0]);
-            // Some servers still write "AUTH=PLAIN LOGIN".
-            if (keyword.starts_with("AUTH=")) {
-                words[0] = keyword.substr(5);
-                keyword = "AUTH";
-                words.insert(words.begin(), keyword);
-            }
-            e.keywords.insert(keyword);
-            if (keyword == "AUTH") {
-                for (std::size_t w = 1; w < words.size(); ++w)
-                    e.auth.insert(upper(words[w]));
-            }
-        }
-        return e;
-    }
-};
 
 // One mail transaction on one connection. Each step returns nullopt to
 // go on, or the outcome that ends the transaction.
@@ -175,7 +135,7 @@ private:
         if (!r)
             co_return lost("EHLO");
         if (r->code == 250) {
-            extensions_ = Extensions::from(*r);
+            extensions_ = parse_ehlo(*r);
             co_return std::nullopt;
         }
         if (r->code != 500 && r->code != 502 && r->code != 504)
@@ -324,34 +284,6 @@ private:
 std::string_view to_string(Outcome::Kind kind) {
     constexpr std::string_view names[] = {"ok", "tempfail", "permfail"};
     return names[static_cast<int>(kind)];
-}
-
-std::string data_block(std::string_view message) {
-    std::string out;
-    out.reserve(message.size() + message.size() / 64 + 8);
-    bool line_start = true;
-    for (std::size_t i = 0; i < message.size(); ++i) {
-        char c = message[i];
-        if (line_start && c == '.')
-            out += '.';
-        line_start = false;
-        if (c == '\n') {
-            if (out.empty() || out.back() != '\r')
-                out += '\r';
-            line_start = true;
-        } else if (c == '\r' &&
-                   (i + 1 == message.size() || message[i + 1] != '\n')) {
-            // A CR alone would end nothing on the wire: make it a line end.
-            out += "\r\n";
-            line_start = true;
-            continue;
-        }
-        out += c;
-    }
-    if (!out.empty() && !line_start)
-        out += "\r\n";
-    out += ".\r\n";
-    return out;
 }
 
 asio::awaitable<Outcome> send_mail(asio::any_io_executor executor,

@@ -3,6 +3,8 @@
 // implicit TLS (RFC 8314), AUTH PLAIN and LOGIN (RFC 4954).
 #pragma once
 
+#include "cloudproto/smtp_wire.hpp"
+
 #include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
 #include <asio/ssl/context.hpp>
@@ -55,9 +57,5 @@ asio::awaitable<Outcome> send_mail(asio::any_io_executor executor,
                                    const Settings& settings,
                                    const Envelope& envelope,
                                    std::string_view message);
-
-// The message as DATA carries it: every line that begins with '.' gets
-// another '.', line ends are CRLF, and ".\r\n" ends it.
-std::string data_block(std::string_view message);
 
 } // namespace cloudproto::smtp
