@@ -90,6 +90,10 @@ std::optional<Clock::time_point> parse_timestamp(std::string_view t) {
     milliseconds since_epoch = hours{24 * days} + hours{*h} +
                                minutes{*mi} + seconds{*s} +
                                milliseconds{*ms};
+    // The clock may hold less: 64-bit nanoseconds end in 2262.
+    if (since_epoch > duration_cast<milliseconds>(Clock::duration::max()) ||
+        since_epoch < duration_cast<milliseconds>(Clock::duration::min()))
+        return std::nullopt;
     return Clock::time_point{duration_cast<Clock::duration>(since_epoch)};
 }
 

@@ -27,6 +27,23 @@ TEST_CASE("timestamps round-trip in the spec's one shape") {
     }
 }
 
+// Found by fuzz/fuzz_job_report: a peer's year 9999 overflowed the
+// clock's 64-bit nanoseconds (signed overflow, a garbage instant).
+TEST_CASE("a timestamp the clock cannot hold is refused, never wrapped") {
+    const char* far[] = {"9999-12-31T23:59:59.999Z",
+                         "2262-04-12T00:00:00.000Z",
+                         "1677-09-21T00:00:00.000Z",
+                         "0000-01-01T00:00:00.000Z"};
+    for (std::string text : far) {
+        CAPTURE(text);
+        // A clock with a wider range may hold it: then it reads back.
+        if (auto t = parse_timestamp(text))
+            CHECK(format_timestamp(*t) == text);
+    }
+    CHECK(parse_timestamp("2262-04-11T00:00:00.000Z"));
+    CHECK(parse_timestamp("1677-09-22T00:00:00.000Z"));
+}
+
 TEST_CASE("a finished report survives to_fields and from_fields") {
     JobReport r;
     r.job_id = "abcdefghijklmnop";
