@@ -29,6 +29,9 @@ struct Job {
     // RELAY went out whole but no reply came: the peer may hold the job,
     // so only that peer may be asked again.
     bool in_doubt = false;
+    // Peers besides the route's sender that relayed it too and are owed
+    // its result.
+    std::vector<std::string> owed_to;
     // Peers that will never take it, and what they said.
     std::vector<std::pair<std::string, std::string>> refused_by;
 

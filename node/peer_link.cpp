@@ -32,11 +32,30 @@ std::string reply_text(const cloudproto::Reply& r) {
     return fmt::format("{} {}", r.code, r.last_line());
 }
 
+// Whether the link is of no use after this reply (proto-spec 16.10): the
+// peer closes the session after it (421, 221, 552; 500 and 501 to a
+// command with a payload may), or does not take this node for a peer
+// (530).
+bool ends_link(int reply_code, bool payload_verb) {
+    switch (reply_code) {
+    case code::closing:
+    case code::unavailable:
+    case code::peer_required:
+    case code::job_too_large:
+        return true;
+    case code::syntax_error:
+    case code::parameter_error:
+        return payload_verb;
+    default:
+        return false;
+    }
+}
+
 } // namespace
 
 std::string_view to_string(RelayOutcome outcome) {
     constexpr std::string_view names[] = {"accepted", "not-taken", "refused",
-                                          "in-doubt"};
+                                          "in-doubt", "not-sent"};
     return names[static_cast<int>(outcome)];
 }
 
@@ -122,9 +141,9 @@ void PeerLink::fail_tasks() {
     tasks_.clear();
     for (auto& task : tasks) {
         if (auto* r = std::get_if<Relay>(&task))
-            r->done(RelayOutcome::not_taken, "link down");
+            r->done(RelayOutcome::not_sent, "link down");
         else
-            std::get<Return>(task).done(false, "link down");
+            std::get<Return>(task).done(ReturnOutcome::not_sent, "link down");
     }
 }
 
@@ -168,7 +187,8 @@ asio::awaitable<void> PeerLink::run() {
             down_reason_.clear();
             log::info("-", "peer", "up", "name={} runtimes={}", peer_.name,
                       fmt::join(capabilities_->runtimes, ","));
-            next_capacity_ask_ = Clock::now();
+            next_capacity_ask_ =
+                Clock::now() + config_.federation.capacity_interval;
             if (changed_)
                 changed_();
             continue;
@@ -213,11 +233,21 @@ asio::awaitable<bool> PeerLink::connect() {
             why = "HELLO answered " + reply_text(*hello);
         else if (!session_->capabilities().has("RELAY"))
             why = "it does not offer RELAY (not a federation peer)";
-        else
-            capabilities_ = session_->capabilities();
     }
-    if (why.empty())
+    if (why.empty()) {
+        // Up once a first CAPACITY is read (proto-spec 16.10).
+        auto capacity = co_await session_->capacity();
+        if (!capacity)
+            why = session_->error();
+        else if (capacity->code != code::ok)
+            why = "CAPACITY answered " + reply_text(*capacity);
+        else
+            read_room(*capacity);
+    }
+    if (why.empty()) {
+        capabilities_ = session_->capabilities();
         co_return true;
+    }
 
     session_->close();
     if (why != down_reason_) {
@@ -239,23 +269,33 @@ bool PeerLink::certificate_proves_peer() {
 asio::awaitable<bool> PeerLink::ask_capacity() {
     next_capacity_ask_ = Clock::now() + config_.federation.capacity_interval;
     auto reply = co_await session_->capacity();
-    if (!reply || reply->code == code::unavailable)
+    if (!reply)
         co_return false;
+    if (ends_link(reply->code, false)) {
+        log::warn("-", "peer", "capacity-refused", "name={} reply={}",
+                  peer_.name, log::value(reply_text(*reply)));
+        lost_by_reply(*reply);
+        co_return false;
+    }
     if (reply->code != code::ok) {
         log::warn("-", "peer", "capacity-refused", "name={} reply={}",
                   peer_.name, log::value(reply_text(*reply)));
         co_return true;
     }
+    read_room(*reply);
+    if (changed_)
+        changed_();
+    co_return true;
+}
+
+void PeerLink::read_room(const cloudproto::Reply& reply) {
     room_.clear();
-    for (const auto& line : reply->lines) {
+    for (const auto& line : reply.lines) {
         if (auto c = cloudproto::parse_capacity(line))
             room_[c->runtime] = *c;
     }
     log::trace("-", "peer", "capacity", "name={} runtimes={}", peer_.name,
                room_.size());
-    if (changed_)
-        changed_();
-    co_return true;
 }
 
 // Carries one command; false if the link is lost.
@@ -287,8 +327,14 @@ asio::awaitable<bool> PeerLink::serve(Task& task) {
             r->done(RelayOutcome::in_doubt, reply_text(*reply));
             co_return false;
         }
+        if (ends_link(reply->code, true)) {
+            // Down first, as above.
+            lost_by_reply(*reply);
+            r->done(outcome, reply_text(*reply));
+            co_return false;
+        }
         r->done(outcome, reply_text(*reply));
-        co_return reply->code != code::unavailable;
+        co_return true;
     }
 
     auto& ret = std::get<Return>(task);
@@ -297,12 +343,21 @@ asio::awaitable<bool> PeerLink::serve(Task& task) {
     if (!reply) {
         auto error = session_->error();
         went_down(error);
-        ret.done(false, error);
+        ret.done(ReturnOutcome::not_taken, error);
         co_return false;
     }
     bool settled = reply->code / 100 == 2 || reply->code / 100 == 5;
-    ret.done(settled, reply_text(*reply));
-    co_return reply->code != code::unavailable;
+    bool ends = ends_link(reply->code, true);
+    if (ends)
+        lost_by_reply(*reply);
+    ret.done(settled ? ReturnOutcome::settled : ReturnOutcome::not_taken,
+             reply_text(*reply));
+    co_return !ends;
+}
+
+// The peer ended the link with `reply`; the reason the log gives.
+void PeerLink::lost_by_reply(const cloudproto::Reply& reply) {
+    went_down("it answered " + reply_text(reply));
 }
 
 } // namespace cloudnode

@@ -29,11 +29,19 @@ namespace cloudnode {
 // How a RELAY ended, as the custody rules need to know it.
 enum class RelayOutcome {
     accepted,  // 2xx: the peer holds the job now
-    not_taken, // the peer does not have it: link down, or 4xx
+    not_taken, // the peer does not have it: cut short, or 4xx
     refused,   // 5xx: the peer will never take it
     in_doubt,  // the command left whole, no reply came
+    not_sent,  // the link was down: the peer saw none of it
 };
 std::string_view to_string(RelayOutcome outcome);
+
+// How a RETURN ended.
+enum class ReturnOutcome {
+    settled,   // 2xx or 5xx: the peer took it, or never will
+    not_taken, // 4xx, or no reply: send it again later
+    not_sent,  // the link was down: send it when it is up
+};
 
 class PeerLink {
 public:
@@ -49,8 +57,7 @@ public:
         cloudproto::JobReport report;
         std::string out;
         std::string err;
-        // `settled`: the peer took it (2xx) or never will (5xx).
-        std::function<void(bool settled, const std::string& reply)> done;
+        std::function<void(ReturnOutcome, const std::string& reply)> done;
     };
 
     PeerLink(asio::io_context& io, const Config& config, const Peer& peer,
@@ -92,6 +99,8 @@ private:
     asio::awaitable<bool> serve(Task& task);
     asio::awaitable<bool> ask_capacity();
     void went_down(const std::string& reason);
+    void lost_by_reply(const cloudproto::Reply& reply);
+    void read_room(const cloudproto::Reply& reply);
     void fail_tasks();
     bool certificate_proves_peer();
 

@@ -17,6 +17,7 @@
 #include <asio/ssl/context.hpp>
 #include <asio/steady_timer.hpp>
 
+#include <chrono>
 #include <deque>
 #include <list>
 #include <map>
@@ -45,9 +46,16 @@ public:
         here,          // this node runs it
         peers,         // a peer outside the route runs it
         not_reachable, // no peer seen yet runs it, but some never answered
+        hop_limit,     // its runners are one hop past their hop limit
+        loop,          // its only runners are in its trace
         nobody,        // no provider offers it
     };
-    Offer offer(const Job& job) const;
+    struct Offered {
+        Offer offer;
+        std::uint64_t hop_limit = 0;  // hop_limit: the largest runner's
+        std::vector<std::string> in_trace{}; // loop: the runners there
+    };
+    Offered offer(const Job& job) const;
 
     // Runtimes for a customer's HELLO: this node's and its peers'.
     std::vector<std::string> runtimes_accepted() const;
@@ -69,7 +77,13 @@ public:
                         std::string out, std::string err, Spool::Done done);
 
     // Results owed to peers from before a restart.
-    void owe_returns(const std::map<std::string, std::string>& owed);
+    void owe_returns(
+        const std::map<std::string, std::vector<std::string>>& owed);
+
+    // `peer` relayed `job_id` again, the same octets: its result is owed
+    // to that peer too, once stored; `done` says whether it is.
+    void owe_also(const std::string& job_id, const std::string& peer,
+                  Spool::Done done);
 
     // Places the jobs that wait, now that something has changed.
     void place_waiting();
@@ -80,21 +94,40 @@ public:
     std::size_t waiting() const { return waiting_.size(); }
 
 private:
+    using Clock = std::chrono::steady_clock;
     enum class Place { here, peer, wait, nowhere };
     struct Choice {
         Place place;
         PeerLink* link = nullptr;
+        const char* why = ""; // of a wait, for the log
     };
+    // A job and a peer: a RELAY of that job to that peer, or a RETURN of
+    // its result there.
+    using JobPeer = std::pair<std::string, std::string>;
+    struct BackOff {
+        unsigned failures = 0;
+        Clock::time_point not_before{};
+    };
+    using BackOffs = std::map<JobPeer, BackOff>;
 
     Choice choose(Job& job);
     void relay(Job& job, PeerLink& link);
-    void retry_later(const std::string& id);
     void relayed(const std::string& id, RelayOutcome outcome,
                  const std::string& reply);
     void give_back(const std::string& id, const std::string& peer);
     void give_back_owed();
     PeerLink* link(const std::string& name) const;
     bool fits(const Job& job, const PeerLink& link) const;
+    bool within_hop_limit(const Job& job, const PeerLink& link) const;
+    std::vector<std::string> owed_for(const Job& job) const;
+
+    // Retries (proto-spec "Custody along a relay"): growing waits per job
+    // and peer, and one timer for them all.
+    std::chrono::seconds back_off(BackOffs& offs, const JobPeer& key);
+    bool backing_off(const BackOffs& offs, const JobPeer& key) const;
+    void forget_back_offs(const std::string& id);
+    void wake_at(Clock::time_point when);
+    void woken();
 
     asio::io_context& io_;
     const Config& config_;
@@ -105,16 +138,18 @@ private:
     std::list<PeerLink> links_;
 
     std::deque<std::string> waiting_;
+    // Why each waiting job waits, as last logged.
+    std::map<std::string, std::string> wait_logged_;
     bool placing_ = false;
     bool place_again_ = false;
-    // Jobs and results to try again after retry_delay.
-    std::vector<std::string> later_;
+    BackOffs relay_back_offs_;
+    BackOffs return_back_offs_;
     asio::steady_timer retry_timer_;
     bool retry_armed_ = false;
-    // Results of jobs relayed in, owed to the peer they came from, and
-    // those on their way now.
-    std::map<std::string, std::string> owed_;
-    std::map<std::string, bool> giving_back_;
+    Clock::time_point retry_due_{};
+    // Results owed to peers (job, peer), and those on their way now.
+    std::set<JobPeer> owed_;
+    std::set<JobPeer> giving_back_;
     std::set<std::string> returning_; // results from peers being stored
     bool stopped_ = false;
 };

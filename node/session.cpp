@@ -372,7 +372,15 @@ asio::awaitable<void> Session::receive_job(const Command& cmd) {
     job.descriptor_text = payload->substr(0, *dsize);
     job.script = payload->substr(*dsize);
     job.digest = payload_digest(job.descriptor_text, job.script);
-    if (Job* known = ctx_.jobs.find(id)) {
+    // A peer relaying a job this node holds is owed its result too.
+    Job* known = ctx_.jobs.find(id);
+    bool relayed_again = known && relay && known->digest == job.digest &&
+                         known->durable;
+    if (relayed_again) {
+        co_await owe_result_too(id);
+        co_return;
+    }
+    if (known) {
         answer_known(*known, job);
         co_return;
     }
@@ -453,10 +461,16 @@ std::optional<std::string> Session::check_descriptor(Job& job) {
     }
     auto& d = std::get<cloudproto::Descriptor>(parsed);
     job.descriptor = d;
-    switch (ctx_.router.offer(job)) {
+    auto offered = ctx_.router.offer(job);
+    switch (offered.offer) {
     case Router::Offer::here:
     case Router::Offer::peers:
         break;
+    case Router::Offer::hop_limit:
+    case Router::Offer::loop:
+        refuse_route(job, offered);
+        return offered.offer == Router::Offer::loop ? "runtime-in-trace"
+                                                    : "runtime-past-hop-limit";
     case Router::Offer::not_reachable:
         reply(code::local_error,
               fmt::format("{} not stored: no reachable provider offers "

@@ -93,6 +93,8 @@ private:
                                     std::string& kept);
     bool check_submit_args(const Command& cmd);
     bool check_route(const Command& cmd, cloudproto::RelayRoute& route);
+    void refuse_route(const Job& job, const Router::Offered& offered);
+    asio::awaitable<void> owe_result_too(const std::string& id);
     void answer_known(const Job& known, const Job& again);
     std::optional<std::string> check_descriptor(Job& job);
     Job* check_job(const std::string& id);

@@ -145,6 +145,57 @@ bool Session::check_route(const Command& cmd, cloudproto::RelayRoute& route) {
     return true;
 }
 
+// A job whose runtime runs only beyond its route: past the hop limit, or
+// at nodes its trace holds already. The reply names that reason.
+void Session::refuse_route(const Job& job,
+                           const Router::Offered& offered) {
+    const auto& runtime = job.descriptor.runtime;
+    if (offered.offer == Router::Offer::hop_limit) {
+        reply(code::would_loop,
+              fmt::format("{} would pass the hop limit of {} to reach "
+                          "runtime {}",
+                          job.id(), offered.hop_limit, runtime));
+        return;
+    }
+    reply(code::would_loop,
+          fmt::format("{} would loop: runtime {} runs only at {}, in its "
+                      "trace",
+                      job.id(), runtime, fmt::join(offered.in_trace, ",")));
+}
+
+// A RELAY of a job this node holds, with the same octets, from another
+// peer (a job handed in at two origins) or again from the same one: the
+// sender is owed the result too, recorded before "already accepted".
+asio::awaitable<void> Session::owe_result_too(const std::string& id) {
+    const Job* known = ctx_.jobs.find(id);
+    if (known && cloudproto::same_node_name(known->relay_peer, peer_->name)) {
+        // It is on its way to that very peer: each would wait for the
+        // other's result.
+        log::info(id, "job", "refused", "session={} reason=loop from={}", id_,
+                  peer_->name);
+        reply(code::would_loop,
+              fmt::format("{} would loop: {} relayed it to {}", id,
+                          ctx_.config.name, peer_->name));
+        co_return;
+    }
+    std::string error;
+    co_await until_called([&](auto called) {
+        ctx_.router.owe_also(id, peer_->name,
+                             [&error, called](const std::string& e) {
+                                 error = e;
+                                 called();
+                             });
+    });
+    if (!error.empty()) {
+        log::error(id, "job", "refused", "session={} reason=spool error={}",
+                   id_, log::value(error));
+        reply(code::local_error, id + " not stored: the spool failed");
+        co_return;
+    }
+    log::info(id, "job", "duplicate", "session={} from={}", id_, peer_->name);
+    reply(code::ok, id + " already accepted");
+}
+
 // Reads `n` payload octets and keeps the first `keep` of them in `kept`;
 // false when the session ends instead.
 asio::awaitable<bool> Session::read_kept(std::uint64_t n, std::uint64_t keep,

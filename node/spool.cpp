@@ -26,6 +26,7 @@ namespace {
 constexpr std::string_view batch_magic = "cloudproto-batch 1\n";
 constexpr std::string_view result_magic = "cloudproto-result 1\n";
 constexpr std::string_view route_magic = "cloudproto-route 1\n";
+constexpr std::string_view debts_magic = "cloudproto-debts 1\n";
 
 std::string read_whole(const fs::path& p) {
     std::ifstream in(p, std::ios::binary);
@@ -187,11 +188,61 @@ std::string parse_route(std::string_view text) {
     return w[1];
 }
 
+// The peers a result is owed to besides the route's sender.
+std::string debts_record(const Job& job) {
+    std::string r(debts_magic);
+    for (const auto& peer : job.owed_to)
+        r += fmt::format("PEER {}\n", peer);
+    return r;
+}
+
+std::vector<std::string> parse_debts(std::string_view text) {
+    if (text.substr(0, debts_magic.size()) != debts_magic)
+        throw std::runtime_error("not a debts file");
+    text.remove_prefix(debts_magic.size());
+    std::vector<std::string> peers;
+    std::string_view line;
+    while (next_line(text, line)) {
+        auto w = split_words(line);
+        if (w.size() != 2 || w[0] != "PEER" ||
+            !cloudproto::is_valid_node_name(w[1]))
+            throw std::runtime_error("damaged debts");
+        peers.emplace_back(w[1]);
+    }
+    return peers;
+}
+
+// The peers named in a ".returned" marker, one a line.
+std::vector<std::string> parse_returned(const fs::path& p) {
+    std::vector<std::string> peers;
+    std::error_code ec;
+    if (!fs::exists(p, ec))
+        return peers;
+    auto text = read_whole(p);
+    std::string_view rest = text;
+    std::string_view line;
+    while (next_line(rest, line)) {
+        if (!line.empty())
+            peers.emplace_back(line);
+    }
+    return peers;
+}
+
+void add_debt(std::vector<std::string>& peers, std::string_view peer,
+              const std::vector<std::string>& returned) {
+    auto same = [peer](const std::string& p) {
+        return cloudproto::same_node_name(p, peer);
+    };
+    if (std::none_of(peers.begin(), peers.end(), same) &&
+        std::none_of(returned.begin(), returned.end(), same))
+        peers.emplace_back(peer);
+}
+
 } // namespace
 
 Spool::Spool(asio::io_context& io, fs::path dir, fs::path mail_dir)
     : dir_(std::move(dir)), mail_dir_(std::move(mail_dir)), worker_(io) {
-    for (auto sub : {"batches", "routes", "results"})
+    for (auto sub : {"batches", "routes", "results", "debts"})
         fs::create_directories(dir_ / sub);
     fs::create_directories(mail_dir_);
 }
@@ -213,7 +264,8 @@ Spool::Recovered Spool::recover(std::chrono::hours retention) {
     // Temporary files are writes that never completed: nothing was
     // promised for them.
     for (const auto& folder :
-         {dir_ / "batches", dir_ / "routes", dir_ / "results", mail_dir_}) {
+         {dir_ / "batches", dir_ / "routes", dir_ / "results", dir_ / "debts",
+          mail_dir_}) {
         for (auto& e : fs::directory_iterator(folder)) {
             if (e.path().extension() == platform::temporary_suffix)
                 fs::remove(e.path());
@@ -222,6 +274,7 @@ Spool::Recovered Spool::recover(std::chrono::hours retention) {
 
     // Finished jobs, forgotten once past their retention.
     std::map<std::string, bool> has_result;
+    std::map<std::string, std::vector<std::string>> returned_to;
     auto oldest = Clock::now() - retention;
     for (auto& e : fs::directory_iterator(dir_ / "results")) {
         if (e.path().extension() != ".result")
@@ -230,17 +283,23 @@ Spool::Recovered Spool::recover(std::chrono::hours retention) {
             auto text = read_whole(e.path());
             auto parsed = parse_result(text);
             auto& report = parsed.job.report;
+            auto returned = e.path();
+            returned.replace_extension(".returned");
             if (report.finished && *report.finished < oldest) {
                 fs::remove(e.path());
-                auto returned = e.path();
-                fs::remove(returned.replace_extension(".returned"));
+                fs::remove(returned);
+                fs::remove(dir_ / "debts" / (report.job_id + ".debts"));
                 continue;
             }
             has_result[report.job_id] = true;
-            auto returned = e.path();
-            returned.replace_extension(".returned");
-            if (!parsed.return_to.empty() && !fs::exists(returned))
-                r.owed_returns[report.job_id] = parsed.return_to;
+            auto& done = returned_to[report.job_id];
+            done = parse_returned(returned);
+            if (!parsed.return_to.empty()) {
+                std::vector<std::string> owed;
+                add_debt(owed, parsed.return_to, done);
+                if (!owed.empty())
+                    r.owed_returns[report.job_id] = owed;
+            }
             r.finished.push_back(std::move(parsed.job));
         } catch (const std::exception& ex) {
             set_aside(e.path(), ex.what());
@@ -292,6 +351,37 @@ Spool::Recovered Spool::recover(std::chrono::hours retention) {
         try {
             it->second->relay_peer = parse_route(read_whole(e.path()));
             it->second->in_doubt = true; // whether it went is unknown
+        } catch (const std::exception& ex) {
+            set_aside(e.path(), ex.what());
+        }
+    }
+
+    // Debts to other peers that relayed the same job: the unfinished job
+    // keeps them for its result; a finished one owes what is not
+    // returned; a job that is gone owes nothing.
+    for (auto& e : fs::directory_iterator(dir_ / "debts")) {
+        if (e.path().extension() != ".debts")
+            continue;
+        auto id = e.path().stem().string();
+        auto job = unfinished.find(id);
+        auto done = returned_to.find(id);
+        if (job == unfinished.end() && done == returned_to.end()) {
+            fs::remove(e.path());
+            continue;
+        }
+        try {
+            auto peers = parse_debts(read_whole(e.path()));
+            if (job != unfinished.end()) {
+                job->second->owed_to = std::move(peers);
+                continue;
+            }
+            std::vector<std::string> owed = r.owed_returns[id];
+            for (const auto& peer : peers)
+                add_debt(owed, peer, done->second);
+            if (owed.empty())
+                r.owed_returns.erase(id);
+            else
+                r.owed_returns[id] = std::move(owed);
         } catch (const std::exception& ex) {
             set_aside(e.path(), ex.what());
         }
@@ -385,9 +475,21 @@ void Spool::flush_writes() {
                 });
 }
 
-void Spool::mark_returned(const std::string& id) {
+void Spool::store_debts(const Job& job, Done done) {
+    PendingWrite w{job.id(), {}, false, std::move(done)};
+    w.files.emplace_back(dir_ / "debts" / (job.id() + ".debts"),
+                         debts_record(job));
+    write(std::move(w));
+}
+
+void Spool::mark_returned(const std::string& id, const std::string& peer) {
     auto path = dir_ / "results" / (id + ".returned");
-    worker_.run([path] { std::ofstream touch(path); }, {});
+    worker_.run(
+        [path, line = peer + '\n'] {
+            std::ofstream marker(path, std::ios::binary | std::ios::app);
+            marker << line;
+        },
+        {});
 }
 
 // The job has a result: its route goes, and its batch once no job in

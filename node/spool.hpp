@@ -8,8 +8,11 @@
 //                        along a relay"); removed with the batch entry
 //   results/<id>.result  a finished job's report and captured output,
 //                        and the peer it is owed to if it was relayed in
-//   results/<id>.returned  that peer has it (no flush: a second RETURN
-//                        is harmless)
+//   results/<id>.returned  the peers that have it, one a line (no
+//                        flush: a second RETURN is harmless)
+//   debts/<id>.debts     other peers that relayed the same job and are
+//                        owed its result too, written before their
+//                        "already accepted"; kept as long as the result
 //
 // and the result mail, <id>.eml, in the mail folder it is given: the
 // outbox when no mail server is configured (writing it there delivers
@@ -48,8 +51,8 @@ public:
         std::vector<Job> unfinished; // in the order they were accepted
         std::vector<Job> finished;   // report and digest only
         std::vector<std::string> problems; // files set aside, for the log
-        // Results relayed in and not yet returned: job id -> peer.
-        std::map<std::string, std::string> owed_returns;
+        // Results owed and not yet returned: job id -> peers.
+        std::map<std::string, std::vector<std::string>> owed_returns;
     };
     Recovered recover(std::chrono::hours result_retention);
 
@@ -67,8 +70,12 @@ public:
                       std::string_view err, std::string_view mail,
                       std::string_view return_to, Done done);
 
-    // The result of `id` reached the peer it was owed to.
-    void mark_returned(const std::string& id);
+    // Records that the result of `job` is owed to the peers in its
+    // owed_to too (proto-spec "Results back to the origin").
+    void store_debts(const Job& job, Done done);
+
+    // The result of `id` reached `peer`, which it was owed to.
+    void mark_returned(const std::string& id, const std::string& peer);
 
     using Loaded = std::function<void(const std::string& error,
                                       std::string out, std::string err)>;

@@ -404,7 +404,8 @@ TEST_CASE("a result owed to a peer: no mail here, owed until returned") {
         CHECK(found.unfinished.empty());
         CHECK(found.finished.size() == 2);
         CHECK(found.owed_returns.size() == 1);
-        CHECK(found.owed_returns[owed.id()] == "alpha");
+        CHECK(found.owed_returns[owed.id()] ==
+              std::vector<std::string>{"alpha"});
 
         // The output reads back whatever the result is owed to.
         std::string got_out, got_err;
@@ -419,7 +420,7 @@ TEST_CASE("a result owed to a peer: no mail here, owed until returned") {
         CHECK(got_out == "out");
         CHECK(got_err == "err");
 
-        spool.mark_returned(owed.id());
+        spool.mark_returned(owed.id(), "alpha");
         io.run(); // until the disk worker has touched the marker
     }
     CHECK(fs::exists(dir.path / "results" / (owed.id() + ".returned")));
@@ -443,7 +444,7 @@ TEST_CASE("a result past its retention goes with its returned marker") {
         spool.store_result(old, "", "", "", "alpha", ignore);
         io.run();
         io.restart();
-        spool.mark_returned(old.id());
+        spool.mark_returned(old.id(), "alpha");
         io.run();
     }
     REQUIRE(fs::exists(dir.path / "results" / (old.id() + ".returned")));
@@ -455,6 +456,84 @@ TEST_CASE("a result past its retention goes with its returned marker") {
     CHECK(found.owed_returns.empty());
     CHECK(count(dir.path / "results", ".result") == 0);
     CHECK(count(dir.path / "results", ".returned") == 0);
+}
+
+TEST_CASE("a result owed to every peer that relayed the job, each once") {
+    // Relayed in from alpha, then the same job from beta and gamma (a job
+    // handed in at three origins): the debts to beta and gamma are on
+    // disk before the job has a result, and outlive it.
+    TempDir dir;
+    auto job = relayed_job(1, 1, {"alpha"});
+    {
+        asio::io_context io;
+        Spool spool(io, dir.path, dir.path / "outbox");
+        spool.recover(week);
+        spool.store_job(job, ignore);
+        job.owed_to = {"beta"};
+        spool.store_debts(job, ignore);
+        io.run();
+    }
+    {
+        asio::io_context io;
+        Spool spool(io, dir.path, dir.path / "outbox");
+        auto found = spool.recover(week);
+        REQUIRE(found.unfinished.size() == 1);
+        CHECK(found.unfinished[0].owed_to ==
+              std::vector<std::string>{"beta"});
+        CHECK(found.owed_returns.empty());
+
+        job.owed_to = {"beta", "gamma"};
+        spool.store_debts(job, ignore);
+        io.run();
+        io.restart();
+        spool.store_result(finished(job), "out", "", "", "alpha", ignore);
+        io.run();
+        io.restart();
+        spool.mark_returned(job.id(), "beta");
+        io.run();
+    }
+    {
+        asio::io_context io;
+        Spool spool(io, dir.path, dir.path / "outbox");
+        auto found = spool.recover(week);
+        CHECK(found.problems.empty());
+        CHECK(found.unfinished.empty());
+        CHECK(found.owed_returns[job.id()] ==
+              std::vector<std::string>{"alpha", "gamma"});
+        spool.mark_returned(job.id(), "alpha");
+        spool.mark_returned(job.id(), "gamma");
+        io.run();
+    }
+    asio::io_context io;
+    Spool spool(io, dir.path, dir.path / "outbox");
+    auto found = spool.recover(week);
+    CHECK(found.owed_returns.empty());
+    CHECK(found.finished.size() == 1);
+}
+
+TEST_CASE("debts of a job that is gone go; damaged debts are set aside") {
+    TempDir dir;
+    auto kept = relayed_job(1, 1, {"alpha"});
+    {
+        asio::io_context io;
+        Spool spool(io, dir.path, dir.path / "outbox");
+        spool.recover(week);
+        spool.store_job(kept, ignore);
+        io.run();
+    }
+    std::ofstream(dir.path / "debts" / "job-of-nobody-at-all.debts")
+        << "cloudproto-debts 1\nPEER beta\n";
+    std::ofstream(dir.path / "debts" / (kept.id() + ".debts"))
+        << "cloudproto-debts 1\nPEER bad,name\n";
+
+    asio::io_context io;
+    Spool spool(io, dir.path, dir.path / "outbox");
+    auto found = spool.recover(week);
+    REQUIRE(found.unfinished.size() == 1);
+    CHECK(found.unfinished[0].owed_to.empty());
+    CHECK(found.problems.size() == 1);
+    CHECK_FALSE(fs::exists(dir.path / "debts" / "job-of-nobody-at-all.debts"));
+    CHECK(fs::exists(dir.path / "debts" / (kept.id() + ".debts.damaged")));
 }
 
 TEST_CASE("batch records with and without a route parse") {
