@@ -19,6 +19,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 
 import harness
@@ -285,6 +286,160 @@ class Federation:
             if folder.startswith(node.work_dir + os.sep):
                 return name
         return None
+
+
+# --- a peer that misbehaves on purpose -----------------------------------
+
+class FakePeer:
+    """A peer that a real node links to, played by the test: it listens
+    on the address configured for `name`, shows `name`'s certificate,
+    and answers HELLO with `runtimes`, CAPACITY with room for every
+    runtime (or, once `capacity_ok` CAPACITY were answered on any link,
+    with `capacity_reply`, a reply line such as "530 ..."), and RELAY as
+    `relay_action` says:
+
+      ("reply", "452 {id} not stored: insufficient storage")
+          reads the payload, then sends the line ({id}: the job's id);
+      ("cut", n)
+          reads the line and n payload octets, then drops the
+          connection with the rest unread.
+
+    `events` lists (monotonic time, verb, first argument) of every
+    command, `connections` counts the links made to it."""
+
+    def __init__(self, certs, name, port, runtimes=("work",),
+                 max_job_bytes=1048576, free_slots=5, capacity_reply=None,
+                 capacity_ok=1, relay_action=("reply", "452 {id} not stored:"
+                                               " insufficient storage")):
+        self.name = name
+        self.runtimes = list(runtimes)
+        self.max_job_bytes = max_job_bytes
+        self.free_slots = free_slots
+        self.capacity_reply = capacity_reply
+        self.capacity_ok = capacity_ok
+        self.relay_action = relay_action
+        self.events = []
+        self.connections = 0
+        self.capacities = 0
+        self.lock = threading.Lock()
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(*certs.pair(name))
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # A small receive buffer: a sender of a large payload is held
+        # back at once when this peer stops reading.
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        self.listener.bind(("127.0.0.1", port))
+        self.listener.listen(8)
+        self.closed = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.closed = True
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.listener.close()
+
+    def commands(self, verb):
+        with self.lock:
+            return [e for e in self.events if e[1] == verb]
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(sock,),
+                             daemon=True).start()
+
+    def _serve(self, sock):
+        conn = None
+        try:
+            sock.settimeout(30)
+            conn = self.context.wrap_socket(sock, server_side=True)
+            with self.lock:
+                self.connections += 1
+            self._session(conn)
+        except (OSError, ssl.SSLError, ValueError):
+            pass
+        finally:
+            # No close_notify: a cut is a cut.
+            (conn or sock).close()
+
+    def _session(self, conn):
+        buf = bytearray()
+
+        def read_line():
+            while b"\r\n" not in buf:
+                data = conn.recv(65536)
+                if not data:
+                    raise EOFError
+                buf.extend(data)
+            end = buf.index(b"\r\n")
+            line = bytes(buf[:end]).decode("ascii")
+            del buf[:end + 2]
+            return line
+
+        def read_exact(n):
+            while len(buf) < n:
+                data = conn.recv(65536)
+                if not data:
+                    raise EOFError
+                buf.extend(data)
+            del buf[:n]
+
+        def send(*lines):
+            text = "".join("%s%s%s\r\n" % (line[:3], "-" if i < len(lines)
+                                             - 1 else " ", line[4:])
+                           for i, line in enumerate(lines))
+            conn.sendall(text.encode("ascii"))
+
+        send("220 %s cloudproto/1 ready" % self.name)
+        try:
+            while True:
+                words = read_line().split()
+                verb = words[0].upper() if words else ""
+                with self.lock:
+                    self.events.append((time.monotonic(), verb,
+                                        words[1] if len(words) > 1 else ""))
+                if verb == "HELLO":
+                    send("250 %s hello %s" % (self.name, words[1]),
+                         "250 VERSION 1",
+                         "250 RUNTIMES " + " ".join(self.runtimes),
+                         "250 MAX-JOB-BYTES %d" % self.max_job_bytes,
+                         "250 MAX-OUTPUT-BYTES 1048576",
+                         "250 MAX-TIMEOUT-SECONDS 3600",
+                         "250 RELAY 8", "250 CAPACITY", "250 RETURN")
+                elif verb == "CAPACITY":
+                    with self.lock:
+                        self.capacities += 1
+                        refuse = (self.capacity_reply and
+                                  self.capacities > self.capacity_ok)
+                    if refuse:
+                        send(self.capacity_reply)
+                        continue
+                    send("250 %s capacity" % self.name,
+                         *["250 RUNTIME %s %d 0" % (r, self.free_slots)
+                           for r in self.runtimes])
+                elif verb == "RELAY":
+                    job_id, total = words[1], int(words[2]) + int(words[3])
+                    kind, what = self.relay_action
+                    if kind == "cut":
+                        read_exact(what)
+                        return
+                    read_exact(total)
+                    send(what.format(id=job_id))
+                elif verb == "QUIT":
+                    send("221 %s closing" % self.name)
+                    return
+                else:
+                    send("502 not played by this fake")
+        except EOFError:
+            return
 
 
 # --- peer protocol lines --------------------------------------------------

@@ -161,6 +161,34 @@ class RoutingTest(federation.FederationTestCase):
                 caps = capabilities(c.hello())
             self.assertIn("perl", caps["RUNTIMES"], (name, caps))
 
+    def test_job_handed_in_again_at_another_origin_after_it_ran(self):
+        # The same perl job (same id, same octets) handed in at provider-a,
+        # run at provider-c, then handed in at provider-b: provider-c
+        # answers provider-b's RELAY "already accepted" and owes it the
+        # result too (spec 8.10 step 10, 16.8), so cloud-submit --wait at
+        # provider-b ends with the output, and nothing runs twice.
+        job_id, desc = self.append_job(runtime="perl")
+        with self.fed.customer(A) as c:
+            c.hello()
+            self.hand_in(c, job_id, desc, PERL_SCRIPT)
+        self.assertEqual(self.wait_final(A, [job_id]), {job_id: "done"})
+
+        code, out, err = self.fed[B].submit(PERL_SCRIPT, desc, "--wait",
+                                            "--job-id", job_id, timeout=30)
+        self.assertEqual(code, 0, err)
+        self.assertEqual(self.fed.runner_by_folder(out), C, out)
+        self.assertRegex(self.fed[C].log_text(), r"%s job duplicate "
+                         r"session=\S+ from=%s\b" % (job_id, B))
+        for origin in (A, B):
+            fields, got, _ = self.result(origin, job_id)
+            self.assertEqual((fields["STATE"], fields["NODE"],
+                              fields.get("RELAYED-TO")), ("done", C, C),
+                             origin)
+            self.assertRegex(got, rb"^%s ran in \S+ with perl\n\Z"
+                             % job_id.encode())
+        self.assertEqual(self.fed.ran_at(job_id), [C])
+        self.assert_ran_once_each([job_id])
+
     def test_runtime_nobody_runs_is_refused_at_once(self):
         job_id = new_job_id()
         started = time.monotonic()
@@ -393,8 +421,9 @@ class PeerProtocolTest(federation.FederationTestCase):
         self.assertEqual(self.report(A, job_id)["NODE"], A)
 
         # At the limit, a runtime it would have to relay on: one more hop
-        # would pass its own limit, so no peer could take the job (spec
-        # 16.5, 16.6): 554, and nothing stored.
+        # would pass the runner's hop limit, so no peer could take the job
+        # (spec 8.10 step 12, 16.5): 557 naming the hop limit (not 554:
+        # provider-c does offer perl), and nothing stored.
         with self.subTest("at the limit, a runtime run elsewhere"), \
                 self.fed.peer_client(A, as_peer=B) as c:
             c.hello(B)
@@ -402,8 +431,9 @@ class PeerProtocolTest(federation.FederationTestCase):
             reply = relay(c, perl_id, perl_desc, PERL_SCRIPT, HOP_LIMIT,
                           trace[1:])
             self.assertEqual((reply.code, reply.text),
-                             (554, "runtime perl is not offered by any"
-                              " provider"))
+                             (557, "%s would pass the hop limit of %d to"
+                              " reach runtime perl" % (perl_id, HOP_LIMIT)))
+            self.assert_session_goes_on(c, reply)
             self.assertEqual(self.status_code(A, perl_id), 550)
 
     def test_relay_of_a_runtime_the_receiver_does_not_run_goes_on(self):
@@ -431,15 +461,16 @@ class PeerProtocolTest(federation.FederationTestCase):
                          r"%s job relayed peer=%s hops=2\b" % (job_id, C))
 
         # The only runner is in the trace already: no peer could take it
-        # (spec 8.10 step 12), 554 and nothing stored.
+        # (spec 8.10 step 12): 557 naming the runner in the trace, and
+        # nothing stored.
         with self.subTest("the runner in the trace"), \
                 self.fed.peer_client(A, as_peer=B) as c:
             c.hello(B)
             other_id, desc = self.append_job(runtime="perl")
             reply = relay(c, other_id, desc, PERL_SCRIPT, 2, [C, B])
             self.assertEqual((reply.code, reply.text),
-                             (554, "runtime perl is not offered by any"
-                              " provider"))
+                             (557, "%s would loop: runtime perl runs only at"
+                              " %s, in its trace" % (other_id, C)))
             self.assertEqual(self.status_code(A, other_id), 550)
 
     def assert_session_goes_on(self, client, reply):
@@ -549,6 +580,31 @@ class PeerProtocolTest(federation.FederationTestCase):
         self.assertEqual(self.fed.ran_at(job_id), [B])
         report = self.report(B, job_id)
         self.assertEqual((report["NODE"], report.get("TRACE")), (B, C))
+
+    def test_relay_cut_before_its_last_octet_stores_nothing(self):
+        # The connection ends one octet short of the payload: nothing is
+        # stored (spec 8.10 step 4, 16.9), so the same RELAY sent whole
+        # later is a new job, which runs once.
+        job_id, desc = self.append_job(nap=0)
+        d = desc.encode("utf-8")
+        with self.fed.peer_client(A, as_peer=B) as c:
+            c.hello(B)
+            c.send(("RELAY %s %d %d HOPS=1 TRACE=%s\r\n"
+                    % (job_id, len(d), len(APPEND_SCRIPT), B)).encode()
+                   + d + APPEND_SCRIPT[:-1])
+            # Let the node read what came before the cut.
+            time.sleep(0.5)
+        self.fed[A].wait_for_log(r"session disconnected reason=payload-cut")
+        self.assertEqual(self.status_code(A, job_id), 550)
+
+        with self.fed.peer_client(A, as_peer=B) as c:
+            c.hello(B)
+            reply = relay(c, job_id, desc, APPEND_SCRIPT, 1, [B])
+            self.assertEqual((reply.code, reply.text),
+                             (250, job_id + " accepted"))
+        self.assertEqual(self.wait_final(A, [job_id]), {job_id: "done"})
+        self.assertEqual(runs_in(self.runs_path()).count(job_id), 1)
+        self.assertEqual(self.fed.ran_at(job_id), [A])
 
     def check_peer_verbs_refused(self, connect, who):
         """CAPACITY, RELAY and RETURN each get 530 on a session from

@@ -38,6 +38,22 @@ DOWN_NODES = {
         "runtimes": {"bash": BASH, "python": PYTHON, "perl": PERL}},
 }
 DOWN_SECONDS = 2.5
+# PERL_SCRIPT after a nap of $ARGV[2] seconds.
+PERL_NAP_SCRIPT = b"select(undef, undef, undef, $ARGV[2]);\n" + PERL_SCRIPT
+
+# provider-b is played by the test (federation.FakePeer); it and
+# provider-c run `work`, provider-a does not. Jobs may be larger than the
+# receive buffers of a link, so that one can be cut short.
+BIG_JOB_BYTES = 8 * 1024 * 1024
+FAKE_NODES = {
+    A: {"limits": {"slots": 1, "max_job_bytes": BIG_JOB_BYTES}},
+    B: None,
+    C: {"limits": {"slots": 2, "max_job_bytes": BIG_JOB_BYTES},
+        "runtimes": {"bash": BASH, "work": BASH}},
+}
+# How long the back-off test watches the RELAYs of one job: waits of 1, 2
+# and 4 s fit, and a fixed 1 s wait would make about 8.
+BACK_OFF_WATCH_SECONDS = 8
 
 
 class PeerFaultTest(federation.FederationTestCase):
@@ -79,6 +95,14 @@ class PeerFaultTest(federation.FederationTestCase):
         time.sleep(DOWN_SECONDS)
         b.start()
 
+        # Not vacuous: provider-b held jobs, or had some in doubt, when it
+        # died (those must run there, below).
+        in_doubt_at_kill = set(re.findall(
+            r"(\S+) job relay-failed peer=%s\b.*\bresult=in-doubt" % B,
+            a.log_text()))
+        self.assertTrue(b_had or in_doubt_at_kill, "provider-b held no"
+                        " job and had none in doubt when it was killed")
+
         ids = [j for j, _ in before + after]
         states = self.wait_final(A, ids, seconds=45)
         self.assertEqual(set(states.values()), {"done"}, states)
@@ -99,6 +123,42 @@ class PeerFaultTest(federation.FederationTestCase):
                                  % (job_id, B, fields["NODE"]))
             self.fed[fields["NODE"]].mail(job_id)
         self.assert_ran_once_each(ids)
+
+    def test_job_handed_in_at_two_origins_comes_back_to_both(self):
+        # The same perl job (same id, same octets) handed in at provider-a
+        # and, while it runs at provider-c, at provider-b: provider-c
+        # answers provider-b's RELAY "already accepted" and records,
+        # durably, that it owes provider-b the result too (spec 8.10 step
+        # 10, 16.8). It is killed before the job ends: after its restart
+        # the job runs again and both origins get the result.
+        self.federation(DOWN_NODES)
+        c = self.fed[C]
+        job_id, desc = self.append_job(nap=3, runtime="perl")
+        self.hand_in_all(A, [(job_id, desc)], PERL_NAP_SCRIPT)
+        self.wait_for_state(A, job_id, "relayed")
+        c.wait_for_log(r"%s job started" % job_id)
+
+        self.hand_in_all(B, [(job_id, desc)], PERL_NAP_SCRIPT)
+        c.wait_for_log(r"%s result owed to=%s" % (job_id, B))
+        self.wait_for_state(B, job_id, "relayed")
+        self.assertEqual(self.report(C, job_id)["STATE"], "running")
+        self.fed.kill(C)
+        c.start()
+
+        code, out, err = self.fed[B].cloud_submit("--result", job_id,
+                                                  "--wait", timeout=30)
+        self.assertEqual(code, 0, err)
+        self.assertEqual(self.wait_final(A, [job_id]), {job_id: "done"})
+        for origin in (A, B):
+            fields, got, _ = self.result(origin, job_id)
+            self.assertEqual((fields["STATE"], fields["NODE"],
+                              fields.get("RELAYED-TO")), ("done", C, C),
+                             origin)
+            self.assertRegex(got, rb"^%s ran in \S+ with perl\n\Z"
+                             % job_id.encode())
+        self.assert_ran_once_each([job_id])
+        self.assertFalse(os.path.exists(self.fed[A].mail_path(job_id)))
+        self.assertFalse(os.path.exists(self.fed[B].mail_path(job_id)))
 
     def test_job_in_doubt_at_a_frozen_peer_goes_to_that_peer_only(self):
         # provider-b stops answering (SIGSTOP) just before a job is relayed
@@ -214,6 +274,94 @@ class PeerFaultTest(federation.FederationTestCase):
             self.assertRegex(out, rb"^%s ran in \S+ with perl\n\Z"
                              % job_id.encode())
         self.assert_ran_once_each([at_a[0], at_b[0]])
+
+
+class MisbehavingPeerTest(federation.FederationTestCase):
+    """provider-b played by the test: a peer that refuses RELAY for now,
+    cuts a RELAY short, or answers CAPACITY with a reply that ends the
+    link."""
+
+    def fake_federation(self, peers=None, **fake):
+        fed = self.federation(FAKE_NODES, peers=peers, start=False)
+        b = federation.FakePeer(self.certs, B, fed.addresses[B][0], **fake)
+        self._closers.append(b.close)
+        fed.start(*[n for n in (A, C) if fed.peers.get(n)])
+        fed.wait_link(A, B, "up")
+        return b
+
+    def hand_in(self, job_id, desc, script=APPEND_SCRIPT):
+        with self.fed.customer(A) as c:
+            c.hello()
+            super().hand_in(c, job_id, desc, script)
+
+    def test_relay_refused_for_now_is_tried_again_with_growing_waits(self):
+        # provider-b alone runs `work` for provider-a, shows room, and
+        # answers every RELAY 452: provider-a sends the job again after 1,
+        # 2, 4 s (spec 16.7), not at each CAPACITY that shows room; the
+        # job stays queued there, neither lost nor failed.
+        b = self.fake_federation(peers={A: [B]})
+        job_id, desc = self.append_job(nap=0, runtime="work")
+        self.hand_in(job_id, desc)
+        time.sleep(BACK_OFF_WATCH_SECONDS)
+
+        times = [t for t, _, arg in b.commands("RELAY") if arg == job_id]
+        gaps = [round(t2 - t1, 2) for t1, t2 in zip(times, times[1:])]
+        self.assertIn(len(times), (3, 4, 5), "RELAYs %d s apart: %r"
+                      % (BACK_OFF_WATCH_SECONDS, gaps))
+        for i, gap in enumerate(gaps):
+            self.assertGreater(gap, 0.8 * 2 ** i, gaps)
+            self.assertLess(gap, 2 ** i + 1.5, gaps)
+        self.assertEqual(self.report(A, job_id)["STATE"], "queued")
+        self.assertRegex(self.fed[A].log_text(),
+                         r"%s job relay-failed peer=%s result=tempfail "
+                         r"reply=\"452 .*\" retry_s=2\b" % (job_id, B))
+
+    def test_relay_cut_before_its_last_octet_stays_with_the_sender(self):
+        # provider-b (more room than provider-c: chosen first) reads the
+        # RELAY line and a little of its 6 MB payload, then drops the
+        # connection: the job never left whole, so it is not in doubt;
+        # provider-a keeps it and places it again, at provider-c, where
+        # it runs exactly once (spec 16.9).
+        b = self.fake_federation(relay_action=("cut", 1000),
+                                 max_job_bytes=BIG_JOB_BYTES)
+        job_id, desc = self.append_job(nap=0, runtime="work")
+        script = APPEND_SCRIPT + (b"#" + b"x" * 999 + b"\n") * 6000
+        self.hand_in(job_id, desc, script)
+
+        self.assertEqual(self.wait_final(A, [job_id]), {job_id: "done"})
+        fields, out, _ = self.result(A, job_id)
+        self.assertEqual((fields["NODE"], fields.get("RELAYED-TO")), (C, C))
+        self.assertEqual(self.fed.runner_by_folder(out), C)
+        self.assertEqual([arg for _, _, arg in b.commands("RELAY")],
+                         [job_id])
+        log = self.fed[A].log_text()
+        self.assertRegex(log, r"%s job relay-failed peer=%s "
+                         r"result=tempfail" % (job_id, B))
+        self.assertNotRegex(log, r"%s job relay-failed .*in-doubt" % job_id)
+        self.assert_ran_once_each([job_id])
+
+    def check_capacity_reply_ends_link(self, reply):
+        # The first CAPACITY is answered (the link comes up), every later
+        # one with `reply`: provider-a takes the link down at once (spec
+        # 16.10), and a new link, which fails the same way before it is
+        # up, is tried again with growing waits.
+        self.fake_federation(peers={A: [B]}, capacity_reply=reply)
+        a = self.fed[A]
+        self.fed.wait_link(A, B, "down", timeout=5)
+        self.assertRegex(a.log_text(), r"peer down name=%s reason=\"it "
+                         r"answered %s" % (B, reply[:3]))
+        time.sleep(3)
+        self.assertEqual(self.fed.link_state(A, B), "down")
+        self.assertRegex(a.log_text(), r"peer unreachable name=%s .*"
+                         r"CAPACITY answered %s" % (B, reply[:3]))
+
+    def test_capacity_answered_530_takes_the_link_down(self):
+        self.check_capacity_reply_ends_link(
+            "530 CAPACITY is for authenticated peers")
+
+    def test_capacity_answered_552_takes_the_link_down(self):
+        self.check_capacity_reply_ends_link(
+            "552 job of 1 octets exceeds MAX-JOB-BYTES 0")
 
 
 class LinkTrustTest(federation.FederationTestCase):
