@@ -19,7 +19,8 @@ namespace cloudproto::smtp {
 
 namespace {
 
-// How long QUIT may take once the message is accepted.
+// How long the server may take to answer QUIT and to close: nothing is
+// left to lose by then.
 constexpr std::chrono::seconds quit_timeout{5};
 
 std::string base64(std::string_view bytes) {
@@ -65,7 +66,9 @@ public:
             end = co_await authenticate();
         if (!end)
             end = co_await transfer(envelope, message);
-        if (end && end->kind == Outcome::Kind::delivered)
+
+        // A polite end whenever the server still listens (RFC 5321 4.1.1.10)
+        if (connection_ && !broken_)
             co_await quit();
         co_return *end;
     }
@@ -79,14 +82,24 @@ private:
     }
 
     // A reply other than the one wanted: 4xx may pass, 5xx will not.
-    static Outcome refused(std::string step, const Reply& r) {
+    // After 421 the server closes (RFC 5321 3.8): no QUIT.
+    Outcome refused(std::string step, const Reply& r) {
+        broken_ = r.code == 421;
         auto kind =
             r.code >= 500 ? Outcome::Kind::permfail : Outcome::Kind::tempfail;
         return outcome(kind, std::move(step), reply_text(r));
     }
 
+    // No reply, or none that can be read: the session is over.
     Outcome lost(std::string step) {
+        broken_ = true;
         return outcome(Outcome::Kind::tempfail, std::move(step), error_);
+    }
+
+    Outcome tls_failed(const std::error_code& ec) {
+        broken_ = true;
+        return outcome(Outcome::Kind::tempfail, "tls",
+                       "TLS handshake failed: " + ec.message());
     }
 
     asio::awaitable<Step> connect() {
@@ -104,6 +117,9 @@ private:
                 Outcome::Kind::tempfail, "connect",
                 fmt::format("{}:{}: {}", s_.host, s_.port, ec.message()));
         socket.set_option(tcp::no_delay(true), ec);
+        auto local = socket.local_endpoint(ec);
+        if (!ec)
+            local_address_ = local.address();
 
         if (s_.security == Security::tls) {
             connection_ = std::make_shared<Connection>(
@@ -115,8 +131,7 @@ private:
         connection_->arm(s_.timeout);
         auto hs = co_await connection_->client_handshake(s_.server_name);
         if (hs)
-            co_return outcome(Outcome::Kind::tempfail, "tls",
-                              "TLS handshake failed: " + hs.message());
+            co_return tls_failed(hs);
         co_return std::nullopt;
     }
 
@@ -131,7 +146,10 @@ private:
 
     // EHLO, or HELO from a server that does not know EHLO.
     asio::awaitable<Step> hello() {
-        auto r = co_await command("EHLO " + s_.helo_name);
+        std::string name = s_.helo_name.empty()
+                               ? address_literal(local_address_)
+                               : s_.helo_name;
+        auto r = co_await command("EHLO " + name);
         if (!r)
             co_return lost("EHLO");
         if (r->code == 250) {
@@ -141,7 +159,7 @@ private:
         if (r->code != 500 && r->code != 502 && r->code != 504)
             co_return refused("EHLO", *r);
         extensions_ = {};
-        r = co_await command("HELO " + s_.helo_name);
+        r = co_await command("HELO " + name);
         if (!r)
             co_return lost("HELO");
         if (r->code != 250)
@@ -163,8 +181,7 @@ private:
         connection_->arm(s_.timeout);
         auto ec = co_await connection_->start_tls(*s_.tls, s_.server_name);
         if (ec)
-            co_return outcome(Outcome::Kind::tempfail, "tls",
-                              "TLS handshake failed: " + ec.message());
+            co_return tls_failed(ec);
         // What the server said before TLS is forgotten (RFC 3207 4.2).
         co_return co_await hello();
     }
@@ -176,18 +193,17 @@ private:
         const auto& mechanisms = extensions_.auth;
         std::optional<Reply> r;
         if (mechanisms.count("PLAIN")) {
-            std::string token;
-            token += '\0';
-            token += s_.username;
-            token += '\0';
-            token += s_.password;
-            r = co_await command("AUTH PLAIN " + base64(token), "AUTH PLAIN");
+            r = co_await command(
+                "AUTH PLAIN " + auth_plain_response(s_.username, s_.password),
+                "AUTH PLAIN");
         } else if (mechanisms.count("LOGIN")) {
             r = co_await command("AUTH LOGIN");
             if (r && r->code == 334)
-                r = co_await command(base64(s_.username), "(user name)");
+                r = co_await command(auth_login_response(s_.username),
+                                     "(user name)");
             if (r && r->code == 334)
-                r = co_await command(base64(s_.password), "(password)");
+                r = co_await command(auth_login_response(s_.password),
+                                     "(password)");
         } else {
             co_return outcome(Outcome::Kind::permfail, "AUTH",
                               "the server offers neither AUTH PLAIN nor "
@@ -221,7 +237,7 @@ private:
             co_return refused("DATA", *r);
 
         connection_->queue(data_block(message));
-        r = co_await read_reply();
+        r = co_await read_reply(s_.data_timeout);
         if (!r)
             co_return lost("message");
         if (r->code != 250)
@@ -229,10 +245,12 @@ private:
         co_return outcome(Outcome::Kind::delivered, "message", reply_text(*r));
     }
 
+    // Its reply changes nothing, so it is read only as long as
+    // quit_timeout allows.
     asio::awaitable<void> quit() {
+        log::trace("-", "smtp", "send", "line={}", log::value("QUIT"));
         connection_->queue("QUIT\r\n");
-        connection_->arm(quit_timeout);
-        co_await read_reply();
+        co_await read_reply(quit_timeout);
         co_await connection_->shutdown(quit_timeout);
     }
 
@@ -246,10 +264,14 @@ private:
         co_return co_await read_reply();
     }
 
-    asio::awaitable<std::optional<Reply>> read_reply() {
+    // Each line within `limit` (default: the settings' timeout).
+    asio::awaitable<std::optional<Reply>>
+    read_reply(std::chrono::seconds limit = {}) {
+        if (limit == std::chrono::seconds::zero())
+            limit = s_.timeout;
         ReplyParser parser;
         for (;;) {
-            connection_->arm(s_.timeout);
+            connection_->arm(limit);
             auto line = co_await connection_->read_line();
             if (line.ec) {
                 error_ = line.ec == asio::error::timed_out
@@ -275,11 +297,33 @@ private:
     asio::any_io_executor executor_;
     const Settings& s_;
     std::shared_ptr<Connection> connection_;
+    asio::ip::address local_address_;
     Extensions extensions_;
     std::string error_;
+    bool broken_ = false; // no command can follow
 };
 
 } // namespace
+
+std::string auth_plain_response(std::string_view username,
+                                std::string_view password) {
+    std::string token;
+    token += '\0';
+    token += username;
+    token += '\0';
+    token += password;
+    return base64(token);
+}
+
+std::string auth_login_response(std::string_view text) {
+    return base64(text);
+}
+
+std::string address_literal(const asio::ip::address& address) {
+    if (address.is_v6())
+        return fmt::format("[IPv6:{}]", address.to_string());
+    return fmt::format("[{}]", address.to_string());
+}
 
 std::string_view to_string(Outcome::Kind kind) {
     constexpr std::string_view names[] = {"ok", "tempfail", "permfail"};
