@@ -12,6 +12,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <initializer_list>
 #include <sstream>
@@ -229,9 +230,27 @@ std::string normalise_fingerprint(std::string text) {
 
 bool is_loopback(const std::string& host);
 
+
+// lifetime_hours for operators, lifetime_seconds for a test that watches
+// a mail run out of time; one of them at most.
+std::chrono::seconds read_mail_lifetime(const Reader& r,
+                                        std::chrono::seconds fallback) {
+    constexpr std::int64_t max_hours = 30 * 24;
+    bool hours = r.find("mail.lifetime_hours");
+    bool seconds = r.find("mail.lifetime_seconds");
+    if (hours && seconds)
+        r.fail("mail.lifetime_seconds", "cannot go with lifetime_hours");
+    if (seconds)
+        return std::chrono::seconds{r.integer("mail.lifetime_seconds", 0, 1,
+                                              max_hours * 3600)};
+    if (hours)
+        return std::chrono::hours{
+            r.integer("mail.lifetime_hours", 0, 1, max_hours)};
+    return fallback;
+}
+
 // [mail] server and what goes with it; nullopt without `server`.
-std::optional<MailServer> read_mail_server(const Reader& r,
-                                           const std::string& node_name) {
+std::optional<MailServer> read_mail_server(const Reader& r) {
     if (!r.find("mail.server"))
         return std::nullopt;
     MailServer m;
@@ -259,7 +278,10 @@ std::optional<MailServer> read_mail_server(const Reader& r,
     if (r.find("mail.authority"))
         m.authority = r.path("mail.authority", {});
     m.server_name = r.string("mail.server_name", m.host);
-    m.helo_name = r.string("mail.helo_name", node_name);
+    m.helo_name = r.string("mail.helo_name", {});
+    if (!m.helo_name.empty() && !is_helo_name(m.helo_name))
+        r.fail("mail.helo_name", "must be a domain name (host.example.org) "
+                                 "or an address literal ([192.0.2.1])");
 
     m.username = r.string("mail.username", {});
     if (!m.username.empty()) {
@@ -289,9 +311,11 @@ std::optional<MailServer> read_mail_server(const Reader& r,
                                 "allow_plaintext_auth (loopback only)");
 
     using std::chrono::seconds;
-    m.timeout = seconds{r.integer("mail.timeout_seconds", 60, 1, 3600)};
-    m.lifetime = std::chrono::hours{
-        r.integer("mail.lifetime_hours", 5 * 24, 1, 30 * 24)};
+    m.timeout = seconds{
+        r.integer("mail.timeout_seconds", m.timeout.count(), 1, 3600)};
+    m.data_timeout = seconds{r.integer("mail.data_timeout_seconds",
+                                       m.data_timeout.count(), 1, 3600)};
+    m.lifetime = read_mail_lifetime(r, m.lifetime);
     m.first_retry =
         seconds{r.integer("mail.first_retry_seconds", 60, 1, 3600)};
     m.max_retry = seconds{r.integer("mail.max_retry_seconds", 3600,
@@ -515,7 +539,7 @@ Config parse_config(std::string_view text, const std::filesystem::path& file) {
     c.mail_inline_limit_bytes =
         r.integer("mail.inline_limit_bytes", 16 * 1024, 0, 1024 * 1024);
 
-    c.mail_server = read_mail_server(r, c.name);
+    c.mail_server = read_mail_server(r);
     c.runtimes = read_runtimes(root, file, r);
     c.federation = read_federation(root, file, r, c);
 
@@ -534,11 +558,39 @@ Config parse_config(std::string_view text, const std::filesystem::path& file) {
     r.only("mail", {"from", "outbox_dir", "inline_limit_bytes", "server",
                     "security", "authority", "server_name", "helo_name",
                     "username", "password_file", "allow_plaintext_auth",
-                    "timeout_seconds", "lifetime_hours", "first_retry_seconds",
-                    "max_retry_seconds"});
+                    "timeout_seconds", "data_timeout_seconds",
+                    "lifetime_hours", "lifetime_seconds",
+                    "first_retry_seconds", "max_retry_seconds"});
     r.only("federation", {"authority", "hop_limit", "capacity_interval_seconds",
                           "relay_timeout_seconds"});
     return c;
+}
+
+bool is_helo_name(std::string_view name) {
+    if (name.size() > 2 && name.front() == '[' && name.back() == ']') {
+        auto inside = std::string(name.substr(1, name.size() - 2));
+        bool v6 = inside.starts_with("IPv6:");
+        std::error_code ec;
+        auto address = asio::ip::make_address(v6 ? inside.substr(5) : inside,
+                                              ec);
+        return !ec && address.is_v6() == v6;
+    }
+    if (name.empty() || name.size() > 253)
+        return false;
+    std::size_t start = 0;
+    for (;;) {
+        auto dot = name.find('.', start);
+        auto label = name.substr(start, dot - start);
+        if (label.empty() || label.size() > 63 || label.front() == '-' ||
+            label.back() == '-')
+            return false;
+        for (char c : label)
+            if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-')
+                return false;
+        if (dot == std::string_view::npos)
+            return true;
+        start = dot + 1;
+    }
 }
 
 void check_tls_files(const Config& c) {

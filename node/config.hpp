@@ -53,13 +53,14 @@ struct MailServer {
     std::string security = "starttls"; // "starttls", "tls" or "none"
     std::filesystem::path authority;   // empty: the system's
     std::string server_name;           // in its certificate; default host
-    std::string helo_name;             // default: the node's name
+    std::string helo_name;             // empty: the mailer chooses
     std::string username;              // AUTH when set
     std::filesystem::path password_file;
     std::string password;              // from password_file; never logged
     bool allow_plaintext_auth = false; // loopback only
-    std::chrono::seconds timeout{60};
-    std::chrono::hours lifetime{5 * 24};
+    std::chrono::seconds timeout{300};      // each reply, RFC 5321 4.5.3.2
+    std::chrono::seconds data_timeout{600}; // the reply after the message
+    std::chrono::seconds lifetime{5 * 24 * 3600};
     std::chrono::seconds first_retry{60};
     std::chrono::seconds max_retry{3600};
 };
@@ -124,6 +125,10 @@ Config load_config(const std::filesystem::path& file);
 // Loads the certificate and key the configuration names, so that a bad
 // one is reported against its key. Throws ConfigError.
 void check_tls_files(const Config& config);
+
+// EHLO's argument as RFC 5321 4.1.2 has it: a domain name or an address
+// literal ("[192.0.2.1]", "[IPv6:2001:db8::1]").
+bool is_helo_name(std::string_view name);
 
 // The same, from text (tests); `file` names it in messages.
 Config parse_config(std::string_view text, const std::filesystem::path& file);

@@ -5,6 +5,8 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <asio/ip/host_name.hpp>
+#include <asio/ip/tcp.hpp>
 #include <fmt/format.h>
 
 #include <fstream>
@@ -47,6 +49,25 @@ std::string recipient(std::string_view message) {
     return {};
 }
 
+// EHLO's argument when the operator names none: the machine's domain
+// name when it has one, else empty, for the address literal of each
+// connection's local end (RFC 5321 4.1.3). A bare host name or
+// "localhost..." would mean nothing to the server.
+std::string machine_domain(asio::io_context& io) {
+    std::error_code ec;
+    std::string name = asio::ip::host_name(ec);
+    if (!ec && name.find('.') == std::string::npos) {
+        asio::ip::tcp::resolver resolver(io);
+        auto found = resolver.resolve(
+            name, "", asio::ip::resolver_base::canonical_name, ec);
+        if (!ec && !found.empty())
+            name = found.begin()->host_name();
+    }
+    bool usable = !ec && name.find('.') != std::string::npos &&
+                  !name.starts_with("localhost") && is_helo_name(name);
+    return usable ? name : std::string();
+}
+
 smtp::Security security_of(const std::string& name) {
     if (name == "tls")
         return smtp::Security::tls;
@@ -77,11 +98,13 @@ Mailer::Mailer(asio::io_context& io, const Config& config, JobTable& jobs)
     settings_.security = security_of(server_.security);
     settings_.tls = tls_ ? &*tls_ : nullptr;
     settings_.server_name = server_.server_name;
-    settings_.helo_name = server_.helo_name;
+    settings_.helo_name =
+        server_.helo_name.empty() ? machine_domain(io_) : server_.helo_name;
     settings_.username = server_.username;
     settings_.password = server_.password;
     settings_.allow_plaintext_auth = server_.allow_plaintext_auth;
     settings_.timeout = server_.timeout;
+    settings_.data_timeout = server_.data_timeout;
 }
 
 void Mailer::start() {
@@ -119,8 +142,12 @@ void Mailer::start() {
         if (job.report.mail == "queued" && !mails_.count(job.id()))
             job.report.mail = "sent";
     });
-    log::info("-", "mail", "started", "server={}:{} security={} queued={}",
-              server_.host, server_.port, server_.security, owed);
+    log::info("-", "mail", "started",
+              "server={}:{} security={} helo={} queued={}", server_.host,
+              server_.port, server_.security,
+              settings_.helo_name.empty() ? "address-literal"
+                                          : settings_.helo_name,
+              owed);
 }
 
 void Mailer::stop() {
@@ -207,17 +234,25 @@ void Mailer::finished(const std::string& id, const smtp::Outcome& o) {
     }
 }
 
-// Growing delays, until the mail's lifetime is over.
+// Growing delays, the last one cut short so that the last try comes
+// when the mail's lifetime ends; the mail is given up when that try
+// fails too.
 void Mailer::retry(Mail& mail, const std::string& why) {
-    auto delay = mail.next_delay;
-    if (SystemClock::now() + delay > mail.queued + server_.lifetime) {
+    auto left = mail.queued + server_.lifetime - SystemClock::now();
+    if (mail.last_try || left <= SystemClock::duration::zero()) {
         give_up(mail.id, "lifetime over; last attempt: " + why, "expired");
         return;
     }
+    std::chrono::milliseconds delay = mail.next_delay;
+    if (left <= delay) {
+        delay = std::chrono::ceil<std::chrono::milliseconds>(left);
+        mail.last_try = true;
+    }
     mail.next_delay = std::min(2 * mail.next_delay, server_.max_retry);
     log::info(mail.id, "mail", "deferred",
-              "result=tempfail retry_s={} error={}", delay.count(),
-              log::value(why));
+              "result=tempfail retry_s={} last_try={} error={}",
+              std::chrono::ceil<std::chrono::seconds>(delay).count(),
+              mail.last_try ? "yes" : "no", log::value(why));
     mail.timer = std::make_unique<asio::steady_timer>(io_, delay);
     mail.timer->async_wait([this, id = mail.id](std::error_code ec) {
         if (!ec && !stopped_)

@@ -50,6 +50,7 @@ private:
         std::chrono::system_clock::time_point queued;
         std::chrono::seconds next_delay;
         std::unique_ptr<asio::steady_timer> timer;
+        bool last_try = false; // at the lifetime's end
     };
 
     void schedule(const std::string& id);

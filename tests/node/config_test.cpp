@@ -452,3 +452,85 @@ TEST_CASE("a bad containment table names the key at fault") {
         CHECK(error_of(minimal + row.text).find(row.says) != std::string::npos);
     }
 }
+
+// [mail] with a server (README "Result mail").
+namespace {
+
+const std::string with_mail_server =
+    minimal + "[mail]\nserver = \"127.0.0.1:2525\"\nsecurity = \"none\"\n";
+
+} // namespace
+
+TEST_CASE("a mail server's defaults follow RFC 5321's timeouts") {
+    auto c = parse_config(with_mail_server, "/etc/cloud/node.toml");
+    REQUIRE(c.mail_server);
+    CHECK(c.mail_server->timeout.count() == 300);
+    CHECK(c.mail_server->data_timeout.count() == 600);
+    CHECK(c.mail_server->lifetime.count() == 5 * 24 * 3600);
+    // The mailer chooses: the machine's domain or an address literal
+    CHECK(c.mail_server->helo_name.empty());
+}
+
+TEST_CASE("a mail lifetime in hours or in seconds, not both") {
+    auto hours = parse_config(with_mail_server + "lifetime_hours = 2\n",
+                              "/etc/cloud/node.toml");
+    CHECK(hours.mail_server->lifetime.count() == 2 * 3600);
+    auto seconds = parse_config(with_mail_server + "lifetime_seconds = 3\n",
+                                "/etc/cloud/node.toml");
+    CHECK(seconds.mail_server->lifetime.count() == 3);
+    CHECK(error_of(with_mail_server +
+                   "lifetime_hours = 2\nlifetime_seconds = 3\n")
+              .find("mail.lifetime_seconds: cannot go with lifetime_hours") !=
+          std::string::npos);
+    CHECK(error_of(with_mail_server + "lifetime_seconds = 0\n")
+              .find("mail.lifetime_seconds: must be an integer") !=
+          std::string::npos);
+}
+
+TEST_CASE("the wait after the message is its own setting") {
+    auto c = parse_config(with_mail_server + "timeout_seconds = 2\n"
+                                             "data_timeout_seconds = 7\n",
+                          "/etc/cloud/node.toml");
+    CHECK(c.mail_server->timeout.count() == 2);
+    CHECK(c.mail_server->data_timeout.count() == 7);
+}
+
+TEST_CASE("helo_name is a domain name or an address literal") {
+    struct Row {
+        std::string name;
+        bool valid;
+    } rows[] = {
+        {"mail.provider-a.example", true}, {"provider-a", true},
+        {"[127.0.0.1]", true},             {"[IPv6:::1]", true},
+        {"[IPv6:2001:db8::1]", true},      {"[::1]", false},
+        {"[IPv6:127.0.0.1]", false},       {"[999.0.0.1]", false},
+        {"a..example", false},             {".example", false},
+        {"-a.example", false},             {"a b.example", false},
+        {"a_b.example", false},            {"a.example\r\nMAIL", false},
+        {std::string(64, 'a') + ".example", false},
+    };
+    for (const auto& row : rows) {
+        CAPTURE(row.name);
+        CHECK(is_helo_name(row.name) == row.valid);
+    }
+    CHECK(error_of(with_mail_server + "helo_name = \"a b\"\n")
+              .find("mail.helo_name: must be a domain name") !=
+          std::string::npos);
+}
+
+TEST_CASE("credentials go without TLS only when allowed, and to loopback") {
+    auto secret_file = std::string(CLOUDPROTO_SOURCE_DIR) + "/LICENSE";
+    auto auth = "username = \"node\"\npassword_file = \"" + secret_file +
+                "\"\n";
+    CHECK(error_of(with_mail_server + auth)
+              .find("mail.username: would be sent without TLS") !=
+          std::string::npos);
+    auto c = parse_config(with_mail_server + auth +
+                              "allow_plaintext_auth = true\n",
+                          "/etc/cloud/node.toml");
+    CHECK(c.mail_server->allow_plaintext_auth);
+    CHECK(error_of(minimal + "[mail]\nserver = \"smtp.example.org:587\"\n" +
+                   auth + "allow_plaintext_auth = true\n")
+              .find("mail.allow_plaintext_auth: credentials go without TLS "
+                    "only to a loopback server") != std::string::npos);
+}
