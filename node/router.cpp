@@ -234,7 +234,8 @@ void Router::place_waiting() {
 // Where `job` goes now. A wait says why: no free slot here or at a peer
 // that could take it (no-room), its peers down or not heard from
 // (peer-down), a doubt that only its peer can end (in-doubt), or peers
-// with room that failed it a moment ago (back-off).
+// with room that failed it a moment ago (back-off); nothing while a
+// link with room carries another RELAY (it is free in a moment).
 Router::Choice Router::choose(Job& job) {
     const auto& runtime = job.descriptor.runtime;
     if (!job.relay_peer.empty() && !job.in_doubt)
@@ -264,12 +265,17 @@ Router::Choice Router::choose(Job& job) {
     PeerLink* best = nullptr;
     cloudproto::RuntimeCapacity best_room;
     bool backed_off = false;
+    bool busy = false;
     for (auto& l : links_) {
-        if (!l.up() || l.busy() || !fits(job, l))
+        if (!l.up() || !fits(job, l))
             continue;
         auto room = l.room(runtime);
         if (room.free_slots == 0)
             continue;
+        if (l.busy()) {
+            busy = true; // free again in a moment: not worth a log line
+            continue;
+        }
         if (backing_off(relay_back_offs_, {job.id(), l.name()})) {
             backed_off = true;
             continue;
@@ -284,7 +290,7 @@ Router::Choice Router::choose(Job& job) {
     }
     if (best)
         return {Place::peer, best};
-    const char* why = backed_off ? "back-off" : "no-room";
+    const char* why = busy ? "" : backed_off ? "back-off" : "no-room";
     if (runs_here)
         return {Place::wait, nullptr, why};
     bool some_up = false;
