@@ -58,6 +58,8 @@ def all_of(*patterns: str) -> str:
 
 
 class Script:
+    folder = OUT
+
     def __init__(self, name: str, title: str, *notes: str):
         self.name = name
         self.lines = ["# " + title]
@@ -124,7 +126,8 @@ class Script:
 
     def write(self):
         text = "\n".join(self.lines).rstrip("\n") + "\n"
-        (OUT / (self.name + ".txt")).write_text(text, encoding="ascii")
+        (self.folder / (self.name + ".txt")).write_text(text,
+                                                        encoding="ascii")
 
 
 def toml(runtime: str, args: list, extra: str = "") -> bytes:
@@ -824,10 +827,132 @@ def pipelined_submit():
     return s
 
 
+# --- peer sessions (spec Section 16) ------------------------------------------
+#
+# Run on a session whose client certificate passes for a configured peer
+# of the node, named {PEER} (the runner's --peer); {NODE} is the node's
+# name from its greeting. Both stand in C: and S: steps only, since their
+# length is not known here.
+
+PEER = "{PEER}"
+NODE = "{NODE}"
+
+
+class PeerScript(Script):
+    folder = OUT / "peer"
+
+    def hello(self, name: str = PEER):
+        self.c("HELLO " + name)
+        self.s("250", r"\A%s hello %s$" % (NODE, name))
+
+    def relay(self, descriptor: bytes, script: bytes, params: str):
+        self.c("RELAY %s %d %d %s" % (JOB_ID, len(descriptor), len(script),
+                                      params))
+        self.raw_lines(descriptor)
+        self.raw_lines(script)
+
+
+def peer_hello():
+    s = PeerScript("peer-hello",
+                   "A peer session: HELLO announces RELAY with the hop limit,",
+                   "CAPACITY and RETURN; CAPACITY names the node and gives a",
+                   "RUNTIME line per runtime it runs.")
+    s.greet()
+    s.c("HELLO " + PEER)
+    s.s("250", all_of(r"\A%s hello %s$" % (NODE, PEER),
+                      r"^RELAY (1[0-3]|[1-9])$", r"^CAPACITY$", r"^RETURN$"))
+    s.c("CAPACITY")
+    s.s("250", all_of(r"\A%s capacity$" % NODE,
+                      r"^RUNTIME bash \d+ \d+$", r"^RUNTIME python \d+ \d+$"))
+    s.c("CAPACITY now")
+    s.s("501")
+    s.quit()
+    return s
+
+
+def peer_relay():
+    s = PeerScript("peer-relay",
+                   "RELAY of a bash job: accepted; the same octets again (a",
+                   "lost reply), with the parameters spelt otherwise too:",
+                   "already accepted, and it runs once; other octets: 556.",
+                   "The node runs bash, so it keeps the job and runs it.")
+    s.greet()
+    s.hello()
+    s.relay(ECHO_DESCRIPTOR, ECHO_SCRIPT, "HOPS=1 TRACE=" + PEER)
+    s.s("250", r"\A%s accepted\Z" % JOB_ID)
+    s.relay(ECHO_DESCRIPTOR, ECHO_SCRIPT, "HOPS=1 TRACE=" + PEER)
+    s.s("250", r"\A%s already accepted\Z" % JOB_ID)
+    s.relay(ECHO_DESCRIPTOR, ECHO_SCRIPT, "trace=%s hops=1" % PEER)
+    s.s("250", r"\A%s already accepted\Z" % JOB_ID)
+    s.relay(ECHO_DESCRIPTOR, ECHO_SCRIPT + b"# other\n",
+            "HOPS=1 TRACE=" + PEER)
+    s.s("556", r"\Ajob id %s already used by another job\Z" % JOB_ID)
+    s.wait_done()
+    s.c("STATUS " + JOB_ID)
+    s.s("250", all_of(r"^NODE %s$" % NODE, r"^TRACE %s$" % PEER))
+    s.result(r"\nPAYLOAD 3 0\Z", b"ok\n")
+    s.quit()
+    return s
+
+
+def peer_relay_refused():
+    far = ",".join("far-%d" % i for i in range(1, 14))
+    s = PeerScript("peer-relay-refused",
+                   "RELAYs refused once their payload is read; the session",
+                   "goes on and nothing is stored: the trace holds the node",
+                   "(557), more hops than any hop limit (557), a trace that",
+                   "does not end with the sender or is missing (501), an",
+                   "unknown parameter (555), a runtime no provider offers",
+                   "(554; every peer of the node has answered HELLO).")
+    s.greet()
+    s.hello()
+    s.relay(ECHO_DESCRIPTOR, ECHO_SCRIPT, "HOPS=2 TRACE=%s,%s" % (NODE, PEER))
+    s.s("557", r"\A%s would loop: the trace already holds %s\Z"
+        % (JOB_ID, NODE))
+    s.relay(ECHO_DESCRIPTOR, ECHO_SCRIPT, "HOPS=14 TRACE=%s,%s" % (far, PEER))
+    s.s("557", r"\A%s exceeds the hop limit of (1[0-3]|[1-9])\Z" % JOB_ID)
+    s.relay(ECHO_DESCRIPTOR, ECHO_SCRIPT, "HOPS=1 TRACE=vectors-stranger")
+    s.s("501")
+    s.relay(ECHO_DESCRIPTOR, ECHO_SCRIPT, "HOPS=1")
+    s.s("501")
+    s.relay(ECHO_DESCRIPTOR, ECHO_SCRIPT, "HOPS=1 TRACE=%s COLOUR=red" % PEER)
+    s.s("555", r"\Aparameter COLOUR not recognised\Z")
+    s.relay(toml("cobol-85", []), ECHO_SCRIPT, "HOPS=1 TRACE=" + PEER)
+    s.s("554", r"\Aruntime cobol-85 is not offered by any provider\Z")
+    s.c("STATUS " + JOB_ID)
+    s.s("550")
+    s.quit()
+    return s
+
+
+def peer_return():
+    report = ("JOB %s\r\nSTATE done\r\n" % JOB_ID).encode()
+    running = ("JOB %s\r\nSTATE running\r\n" % JOB_ID).encode()
+    s = PeerScript("peer-return",
+                   "RETURN of a job the node never relayed to the sender: 550;",
+                   "of a report not in a final state: 553 first; counts that",
+                   "cannot be read: 501, and the node closes.")
+    s.greet()
+    s.hello()
+    for text, code, regex in (
+            (running, "553", r"\Areport rejected: "),
+            (report, "550",
+             r"\Ano job %s was relayed to %s\Z" % (JOB_ID, PEER))):
+        s.c("RETURN %s %d 3 0" % (JOB_ID, wire_len(text)))
+        s.raw(text)
+        s.raw(b"ok\n")
+        s.s(code, regex)
+    s.c("RETURN %s 65537 0 0" % JOB_ID)
+    s.s("501")
+    s.closed()
+    return s
+
+
 def main():
-    OUT.mkdir(exist_ok=True)
-    for old in OUT.glob("*.txt"):
-        old.unlink()
+    for folder in (OUT, PeerScript.folder):
+        folder.mkdir(exist_ok=True)
+        for old in folder.glob("*.txt"):
+            old.unlink()
     scripts = [
         greeting_hello(), noop_help_quit(), before_hello(), unknown_verb(),
         stranger("RELAY",
@@ -852,9 +977,12 @@ def main():
         unknown_parameter(), unknown_job(), result_before_done(),
         pipelining(), pipelined_submit(),
     ]
-    for script in scripts:
+    peer_scripts = [peer_hello(), peer_relay(), peer_relay_refused(),
+                    peer_return()]
+    for script in scripts + peer_scripts:
         script.write()
-    print("wrote %d scripts to %s" % (len(scripts), OUT))
+    print("wrote %d scripts to %s, %d to %s" % (
+        len(scripts), OUT, len(peer_scripts), PeerScript.folder))
 
 
 if __name__ == "__main__":

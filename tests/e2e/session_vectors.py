@@ -3,7 +3,8 @@
 running node and checks every reply, as a customer's tool would meet them.
 
     /usr/bin/python3 tests/e2e/session_vectors.py --host 127.0.0.1 \\
-        --port N [--tls --ca FILE] SCRIPT...
+        --port N [--tls --ca FILE [--cert FILE --key FILE --peer NAME]] \\
+        SCRIPT...
 
 The script format is described in proto-spec/vectors/README.md. Each
 script runs on a fresh connection. Prints one line per script passed, the
@@ -87,14 +88,39 @@ class Step:
         self.source = source
 
 
-def parse_script(text, job_id):
-    """Turns a script into steps, with {JOB_ID} put in. Raises ScriptError."""
+NAME_PLACEHOLDER = re.compile(r"\{(NODE|PEER)\}")
+
+
+def put_names(line, names, lineno, regex=False):
+    """{NODE} and {PEER} replaced by names[...] (escaped in a regex)."""
+    def name(m):
+        value = names.get(m.group(1))
+        if value is None:
+            raise ScriptError("line %d: {%s} needs %s" % (
+                lineno, m.group(1), "--peer and a client certificate (a"
+                " peer session)" if m.group(1) == "PEER" else "a greeting"
+                " that names the node"))
+        return re.escape(value) if regex else value
+    return NAME_PLACEHOLDER.sub(name, line)
+
+
+def parse_script(text, job_id, names=None):
+    """Turns a script into steps, with {JOB_ID} put in, and {NODE} and
+    {PEER} from `names` in C: and S: steps. Raises ScriptError."""
+    names = names or {}
     steps = []
     for lineno, line in enumerate(text.split("\n"), start=1):
         line = line[:-1] if line.endswith("\r") else line
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         line = line.replace("{JOB_ID}", job_id)
+        if line.startswith("C: "):
+            line = put_names(line, names, lineno)
+        elif line.startswith("S: "):
+            line = put_names(line, names, lineno, regex=True)
+        elif NAME_PLACEHOLDER.search(line):
+            raise ScriptError("line %d: {NODE} and {PEER} only in C: and S:"
+                              " steps (their length is not known)" % lineno)
 
         if line.startswith("C: ") or line == "C:":
             data = line[3:].encode("ascii", "strict") + b"\r\n"
@@ -294,6 +320,8 @@ def connect(args):
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
                                          cafile=args.ca)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if args.cert:
+        context.load_cert_chain(args.cert, args.key)
     return context.wrap_socket(sock, server_hostname=args.server_name)
 
 
@@ -391,7 +419,7 @@ def run_script(path, args):
     try:
         with open(path, "rb") as f:
             text = f.read().decode("ascii")
-        steps = parse_script(text, job_id)
+        parse_script(text, job_id, {"NODE": "node", "PEER": "peer"})
     except (OSError, UnicodeDecodeError, ScriptError) as e:
         return "%s: script error: %s" % (name, e)
 
@@ -405,6 +433,13 @@ def run_script(path, args):
             greeting = conn.read_reply(time.monotonic() + SEND_TIMEOUT)
         except (StepFailed, Closed, socket.timeout, OSError) as e:
             return "%s: no greeting: %s" % (name, str(e) or "timeout")
+        # {NODE}: the name the greeting gives; {PEER}: --peer.
+        words = greeting.text().split()
+        names = {"NODE": words[0] if words else None, "PEER": args.peer}
+        try:
+            steps = parse_script(text, job_id, names)
+        except ScriptError as e:
+            return "%s: script error: %s" % (name, e)
         try:
             run_steps(conn, steps, greeting)
         except StepFailed as e:
@@ -429,6 +464,11 @@ def main():
     parser.add_argument("--ca", help="CA certificate file (with --tls)")
     parser.add_argument("--server-name", default="localhost",
                         help="name the node's certificate must carry")
+    parser.add_argument("--cert", help="client certificate to present"
+                        " (with --tls): a peer's, for peer scripts")
+    parser.add_argument("--key", help="its private key")
+    parser.add_argument("--peer", help="the node name the certificate"
+                        " carries, for {PEER} in scripts")
     parser.add_argument("--step-timeout", type=float, default=SEND_TIMEOUT,
                         help="seconds for a send or a close (default 10)")
     parser.add_argument("--reply-timeout", type=float, default=REPLY_TIMEOUT,
@@ -439,6 +479,8 @@ def main():
     args = parser.parse_args()
     if args.tls and not args.ca:
         parser.error("--tls needs --ca")
+    if args.cert and not (args.tls and args.key):
+        parser.error("--cert needs --tls and --key")
     SEND_TIMEOUT = args.step_timeout
     REPLY_TIMEOUT = args.reply_timeout
 

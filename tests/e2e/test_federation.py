@@ -14,6 +14,7 @@ Faults (a peer killed, frozen or down, an origin killed) and the trust
 of links are in test_federation_faults.py.
 """
 
+import glob
 import os
 import subprocess
 import time
@@ -43,6 +44,10 @@ ROUTING_NODES = {
 }
 HOP_LIMIT = 3
 REFUSAL_SECONDS = 5
+# The norm's peer-session vectors, replayed as provider-b at provider-a.
+VECTOR_RUNNER = os.path.join(harness.SOURCE_DIR, "tests/e2e/session_vectors.py")
+PEER_VECTORS = sorted(glob.glob(os.path.join(
+    harness.SOURCE_DIR, "proto-spec/vectors/sessions/peer/*.txt")))
 
 
 class RoutingTest(federation.FederationTestCase):
@@ -605,6 +610,26 @@ class PeerProtocolTest(federation.FederationTestCase):
         self.assertEqual(self.wait_final(A, [job_id]), {job_id: "done"})
         self.assertEqual(runs_in(self.runs_path()).count(job_id), 1)
         self.assertEqual(self.fed.ran_at(job_id), [A])
+
+    def test_peer_session_vectors(self):
+        # proto-spec/vectors/sessions/peer/*.txt on a session with
+        # provider-b's certificate ({PEER}) at provider-a ({NODE}).
+        self.assertTrue(PEER_VECTORS, "no peer session scripts found")
+        cert, key = self.certs.pair(B)
+        done = subprocess.run(
+            ["/usr/bin/python3", VECTOR_RUNNER, "--host", "127.0.0.1",
+             "--port", str(self.fed[A].tls_port), "--tls",
+             "--ca", self.certs.ca, "--cert", cert, "--key", key,
+             "--peer", B] + PEER_VECTORS,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, timeout=120)
+        report = done.stdout.decode("utf-8", "replace")
+        for path in PEER_VECTORS:
+            with self.subTest(script=os.path.basename(path)):
+                self.assertIn("pass %s\n" % os.path.basename(path), report,
+                              report)
+        self.assertEqual(done.returncode, 0,
+                         report + done.stderr.decode()[-2000:])
 
     def check_peer_verbs_refused(self, connect, who):
         """CAPACITY, RELAY and RETURN each get 530 on a session from
