@@ -260,7 +260,7 @@ void Mailer::retry(Mail& mail, const std::string& why) {
     });
 }
 
-void Mailer::give_up(const std::string& id, const std::string& why,
+void Mailer::give_up(std::string id, const std::string& why,
                      std::string_view result) {
     std::error_code ec;
     fs::rename(queue_ / (id + ".eml"), failed_ / (id + ".eml"), ec);

@@ -58,7 +58,8 @@ private:
     asio::awaitable<void> deliver(std::string id);
     void finished(const std::string& id, const cloudproto::smtp::Outcome& o);
     void retry(Mail& mail, const std::string& why);
-    void give_up(const std::string& id, const std::string& why,
+    // `id` by value: it may be the id of the mail it erases.
+    void give_up(std::string id, const std::string& why,
                  std::string_view result);
     void mark(const std::string& id, std::string state, std::string error);
 
