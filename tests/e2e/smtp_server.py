@@ -3,7 +3,8 @@
 server with STARTTLS, implicit TLS, AUTH PLAIN and LOGIN, and the faults a
 mail server shows (421 at greeting, 550 to a recipient, 451 to DATA, no
 STARTTLS); and a raw asyncio server, not aiosmtpd, whose replies come in
-pieces and which may refuse EHLO.
+pieces, which may refuse EHLO, slip plaintext in after its 220 to
+STARTTLS, or take its time after a message's final dot.
 
 Every message a server accepts is saved as it got it: <n>.eml holds the
 DATA content after dot-unstuffing, byte for byte; <n>.json beside it holds
@@ -49,6 +50,11 @@ START_TIMEOUT_SECONDS = 10
 # The raw server's pause between the pieces of one reply: long enough
 # for each piece to leave in its own TCP segment.
 SPLIT_PAUSE_SECONDS = 0.02
+# What the raw server slips in after its 220 to STARTTLS, in the same
+# segment, when told to: a fake EHLO reply that a client which kept it
+# would take for the real one (the attack of RFC 3207 section 6).
+STARTTLS_INJECTED = (b"250-injected.invalid before TLS\r\n"
+                     b"250 AUTH PLAIN LOGIN\r\n")
 MAX_DATA_LINE_BYTES = 1000  # 998 octets and CRLF (RFC 5321 4.5.3.1.6)
 MAX_COMMAND_BYTES = 4096
 
@@ -216,6 +222,14 @@ class _Session(SMTP):
         self.store.event(self.number, "STARTTLS")
         await super().smtp_STARTTLS(arg)
 
+    async def smtp_RSET(self, arg):
+        self.store.event(self.number, "RSET")
+        await super().smtp_RSET(arg)
+
+    async def smtp_QUIT(self, arg):
+        self.store.event(self.number, "QUIT")
+        await super().smtp_QUIT(arg)
+
 
 class _Handler:
     """aiosmtpd's hooks: records each step, applies the faults, saves
@@ -323,10 +337,13 @@ class _RawServer:
     the greeting, EHLO and the reply after DATA are multi-line; with
     `split`, every reply goes out in pieces (each line cut in three) with a
     pause after each; with `ehlo_502`, EHLO is refused and only HELO
-    works. STARTTLS or implicit TLS as aiosmtpd's server; no AUTH."""
+    works; with `starttls_inject`, STARTTLS_INJECTED follows the 220 to
+    STARTTLS in the same write; `data_delay` seconds pass between a
+    message's final dot (the message is stored then) and the reply.
+    STARTTLS or implicit TLS as aiosmtpd's server; no AUTH."""
 
     def __init__(self, store, faults, security, context, port, split,
-                 ehlo_502):
+                 ehlo_502, starttls_inject=False, data_delay=0):
         self.store = store
         self.faults = faults
         self.security = security
@@ -334,6 +351,8 @@ class _RawServer:
         self.port = port
         self.split = split
         self.ehlo_502 = ehlo_502
+        self.starttls_inject = starttls_inject
+        self.data_delay = data_delay
         self.loop = None
         self.server = None
         self.thread = None
@@ -473,7 +492,11 @@ class _RawSession:
         # the client's handshake, sent as soon as it reads the 220, must
         # reach TLS and not the plaintext reader.
         self.reader._buffer.clear()
-        self.writer.write(b"220 2.0.0 ready to start TLS\r\n")
+        ready = b"220 2.0.0 ready to start TLS\r\n"
+        if self.server.starttls_inject:
+            self.store.event(self.number, "injected", STARTTLS_INJECTED)
+            ready += STARTTLS_INJECTED
+        self.writer.write(ready)
         await self.writer.start_tls(self.server.context)
         self.tls = True
         self.helo, self.mail_from, self.rcpt_tos = None, None, []
@@ -529,10 +552,14 @@ class _RawSession:
             "connection": self.number})
         self.store.event(self.number, "DATA", 250)
         self.mail_from, self.rcpt_tos = None, []
+        if self.server.data_delay:
+            self.store.event(self.number, "delay", self.server.data_delay)
+            await asyncio.sleep(self.server.data_delay)
         await self.reply(250, "2.0.0 Ok: queued as %04d" % saved,
                          "thank you")
 
     async def do_RSET(self, arg):
+        self.store.event(self.number, "RSET")
         self.mail_from, self.rcpt_tos = None, []
         await self.reply(250, "2.0.0 Ok")
 
@@ -554,29 +581,36 @@ class SmtpServer:
 
     security: "starttls" offers STARTTLS (require_starttls: refuses
     MAIL before it), "tls" is TLS from the first byte, "none" offers no
-    TLS at all. auth: offers AUTH (only over TLS) with USERNAME and
-    PASSWORD; auth_mechanisms: the ones offered. raw: the hand-written
-    server instead of aiosmtpd's (split: replies in pieces; ehlo_502).
-    port: 0 for a free one, or the one a client was told before."""
+    TLS at all. auth: offers AUTH (only over TLS, unless plaintext_auth)
+    with USERNAME and PASSWORD; auth_mechanisms: the ones offered. raw:
+    the hand-written server instead of aiosmtpd's (split: replies in
+    pieces; ehlo_502; starttls_inject; data_delay seconds). port: 0 for a
+    free one, or the one a client was told before."""
 
     def __init__(self, folder, security="starttls", require_starttls=False,
                  auth=False, auth_mechanisms=("PLAIN", "LOGIN"),
-                 greeting_421=0, reject_recipients=(), data_451=0,
-                 raw=False, split=False, ehlo_502=False, port=0,
-                 certs=None):
+                 plaintext_auth=False, greeting_421=0, reject_recipients=(),
+                 data_451=0, raw=False, split=False, ehlo_502=False,
+                 starttls_inject=False, data_delay=0, port=0, certs=None):
         if security not in SECURITY_MODES:
             raise ValueError("security must be one of %r" % (SECURITY_MODES,))
         if raw and auth:
             raise ValueError("the raw server offers no AUTH")
+        if not raw and (starttls_inject or data_delay):
+            raise ValueError("starttls_inject and data_delay are the raw "
+                             "server's")
         self.folder = folder
         self.security = security
         self.require_starttls = require_starttls
         self.auth = auth
         self.auth_mechanisms = tuple(m.upper() for m in auth_mechanisms)
+        self.plaintext_auth = plaintext_auth
         self.faults = Faults(greeting_421, reject_recipients, data_451)
         self.raw = raw
         self.split = split
         self.ehlo_502 = ehlo_502
+        self.starttls_inject = starttls_inject
+        self.data_delay = data_delay
         self.port = port
         self.certs = certs or os.path.join(folder, "certs")
         os.makedirs(self.certs, exist_ok=True)
@@ -598,7 +632,8 @@ class SmtpServer:
         if self.raw:
             server = _RawServer(self.store, self.faults, self.security,
                                 context, self.port, self.split,
-                                self.ehlo_502)
+                                self.ehlo_502, self.starttls_inject,
+                                self.data_delay)
             server.start()
         else:
             server = self._aiosmtpd(context)
@@ -613,7 +648,8 @@ class SmtpServer:
                     if m not in self.auth_mechanisms]
         kw = dict(hostname=self.host, port=self.port,
                   server_hostname=SERVER_NAME, ident="aiosmtpd e2e server",
-                  auth_require_tls=True, auth_exclude_mechanism=excluded,
+                  auth_require_tls=not self.plaintext_auth,
+                  auth_exclude_mechanism=excluded,
                   decode_data=False)
         if self.security == "starttls":
             kw.update(tls_context=context,
@@ -654,6 +690,19 @@ class SmtpServer:
     def messages(self):
         return self.store.messages()
 
+    def wait_for_events(self, predicate, timeout=MESSAGE_WAIT_SECONDS):
+        """The events once predicate(events) is true; a TimeoutError after
+        `timeout` seconds shows the last ones."""
+        deadline = time.monotonic() + timeout
+        while True:
+            events = self.events
+            if predicate(events):
+                return events
+            if time.monotonic() > deadline:
+                raise TimeoutError("no such events at %s after %ss: %r"
+                                   % (self.address, timeout, events[-30:]))
+            time.sleep(0.05)
+
     def wait_for_messages(self, count=1, timeout=MESSAGE_WAIT_SECONDS):
         """The messages once there are at least `count`; a TimeoutError
         after `timeout` seconds names what did arrive."""
@@ -691,6 +740,8 @@ def main(argv=None):
                         % (USERNAME, PASSWORD))
     parser.add_argument("--auth-mechanisms", default="PLAIN,LOGIN",
                         help="comma-separated (default: PLAIN,LOGIN)")
+    parser.add_argument("--plaintext-auth", action="store_true",
+                        help="offer and accept AUTH without TLS too")
     parser.add_argument("--greeting-421", type=int, default=0, metavar="N",
                         help="answer 421 at greeting to the first N "
                         "connections")
@@ -704,6 +755,13 @@ def main(argv=None):
                         help="raw: every reply in pieces with pauses")
     parser.add_argument("--ehlo-502", action="store_true",
                         help="raw: answer 502 to EHLO")
+    parser.add_argument("--starttls-inject", action="store_true",
+                        help="raw: plaintext lines right after the 220 to "
+                        "STARTTLS")
+    parser.add_argument("--data-delay", type=float, default=0,
+                        metavar="SECONDS",
+                        help="raw: wait this long before the reply after "
+                        "a message's final dot")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(name)s %(message)s")
@@ -714,10 +772,13 @@ def main(argv=None):
                         require_starttls=args.require_starttls,
                         auth=args.auth,
                         auth_mechanisms=args.auth_mechanisms.split(","),
+                        plaintext_auth=args.plaintext_auth,
                         greeting_421=args.greeting_421,
                         reject_recipients=args.reject,
                         data_451=args.data_451, raw=args.raw,
                         split=args.split, ehlo_502=args.ehlo_502,
+                        starttls_inject=args.starttls_inject,
+                        data_delay=args.data_delay,
                         port=args.port)
     server.start()
     print("smtp server listening address=%s security=%s authority=%s "

@@ -1,15 +1,20 @@
 #!/usr/bin/python3
 """Result mail through a real mail server: a node whose [mail] table names
 an SMTP server (smtp_server.py, on loopback) delivers each job's result
-mail there, and the message the server stored carries the job's output
-back byte for byte, in lines of at most 998 octets ending CRLF. Over
-STARTTLS with AUTH PLAIN or LOGIN, over implicit TLS, to a server that
-answers only HELO or whose replies come in pieces. A 421 at greeting, a
-451 to DATA or a server that is down delays the mail; a 550 ends it at
-once, and the job's STATUS says so. STARTTLS required means never
-plaintext. A mail waiting in the queue survives a restart. Credentials
+mail there, and the message the server stored is the one the node
+queued, octet for octet, and carries the job's output back byte for
+byte, in lines of at most 998 octets ending CRLF. Over STARTTLS with
+AUTH PLAIN or LOGIN, over implicit TLS, with AUTH in plaintext on
+loopback only when allowed, to a server that answers only HELO, whose
+replies come in pieces, that slips plaintext in after its 220 to
+STARTTLS, or that is slow to answer the message. A 421 at greeting, a
+451 to DATA or a server that is down delays the mail, until its
+lifetime is over; a 550 ends it at once, and the job's STATUS says so;
+each session the server can still hear ends with QUIT. STARTTLS
+required means never plaintext, and a certificate for another name is
+never used. A mail waiting in the queue survives a restart. Credentials
 never reach the log; a customer's reply_to or args add no header and no
-recipient.
+recipient. EHLO names the machine's domain or its address literal.
 
 Each test starts its own server and node (first_retry_seconds = 1).
 Run with /usr/bin/python3: smtp_server.py imports Debian's aiosmtpd.
@@ -22,6 +27,7 @@ import email.policy
 import os
 import re
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -41,6 +47,11 @@ STATUS_SECONDS = 10
 # A server that is down, or refuses, gets this long to be tried again
 # (retries at 1, 2, 4 s...).
 RETRIES_SECONDS = 4
+
+# A lifetime a test can watch run out.
+SHORT_LIFETIME_SECONDS = 2
+# A server this slow after the final dot is still waited for.
+SLOW_DATA_SECONDS = 4
 
 MAX_LINE_OCTETS = 998
 BAD_LINE_END = re.compile(rb"\r(?!\n)|(?<!\r)\n")
@@ -92,6 +103,30 @@ def output_script(data):
 def both_outputs_script(out, err):
     return (b"base64 -d <<'EOF'\n" + base64.encodebytes(out) + b"EOF\n" +
             b"base64 -d >&2 <<'EOF'\n" + base64.encodebytes(err) + b"EOF\n")
+
+
+def machine_domain():
+    """The name a node without helo_name gives in EHLO, as it finds it:
+    the host name, or its canonical name, when that has a dot; None when
+    neither has (the node then gives its address literal)."""
+    name = socket.gethostname()
+    if "." not in name:
+        try:
+            name = socket.getaddrinfo(name, None,
+                                      flags=socket.AI_CANONNAME)[0][3] or name
+        except OSError:
+            pass
+    if "." in name and not name.startswith("localhost"):
+        return name
+    return None
+
+
+def steps_by_connection(server):
+    """{connection number: [event, ...]} from the server's events."""
+    steps = {}
+    for number, what, _ in server.events:
+        steps.setdefault(number, []).append(what)
+    return steps
 
 
 class MailNode(harness.Node):
@@ -184,16 +219,22 @@ class MailTest(harness.NodeTestCase):
 
     def mail_lines(self, server, security="starttls", auth=False,
                    password=PASSWORD, first_retry=FIRST_RETRY_SECONDS,
-                   authority=None):
+                   authority=None, server_name=smtp_server.SERVER_NAME,
+                   helo_name=HELO_NAME, timeout=SERVER_TIMEOUT_SECONDS,
+                   extra=()):
+        """[mail] lines for `server`; helo_name None leaves it to the
+        node; extra: more lines as they are."""
         q = harness.toml_string
         lines = ["server = %s" % q(server.address),
                  "security = %s" % q(security),
-                 "server_name = %s" % q(smtp_server.SERVER_NAME),
-                 "helo_name = %s" % q(HELO_NAME),
-                 "timeout_seconds = %d" % SERVER_TIMEOUT_SECONDS,
+                 "server_name = %s" % q(server_name),
+                 "timeout_seconds = %d" % timeout,
                  "first_retry_seconds = %d" % first_retry]
+        if helo_name is not None:
+            lines.append("helo_name = %s" % q(helo_name))
         if security != "none":
             lines.append("authority = %s" % q(authority or server.ca))
+        lines += extra
         if auth:
             path = os.path.join(self.folder("secret"), "smtp-password")
             with open(path, "w") as f:
@@ -374,6 +415,45 @@ class MailTest(harness.NodeTestCase):
             self.assertFalse(os.path.exists(node.queue_path(job_id)))
         node.wait_for_log(r"mail delivered result=ok", count=2)
 
+    def test_stored_message_is_the_queued_message(self):
+        """The node's client changes nothing: aiosmtpd's server stores
+        DATA's content unstuffed and adds nothing to it (Received: and
+        X-Peer: come from its Message handler, which smtp_server.py does
+        not use), so the stored octets are the queued .eml's."""
+        server = self.smtp(start=False, security="starttls")
+        node = self.mail_node(server)
+        queued = {}
+        for script, reply_to in (
+                (output_script(INLINE_OUTPUT), "inline@example.org"),
+                (both_outputs_script(ATTACHED_OUTPUT, ATTACHED_ERRORS),
+                 "attached@example.org")):
+            job_id, _, _ = self.run_job(node, script, reply_to=reply_to)
+            self.wait_for_file(node.queue_path(job_id))
+            with open(node.queue_path(job_id), "rb") as f:
+                queued[job_id] = f.read()
+        # Lines that DATA must stuff are in the inline one as they are
+        inline = list(queued.values())[0]
+        for line in (b"\r\n.\r\n", b"\r\n..two dots", b"\r\n.leading"):
+            self.assertIn(line, inline)
+
+        server.start()
+        messages = self.delivered(server, 2,
+                                  timeout=DELIVERY_SECONDS + RETRIES_SECONDS)
+        stored = {email.message_from_bytes(m.data)["X-Cloudproto-Job"]:
+                  m.data for m in messages}
+        self.assertEqual(sorted(stored), sorted(queued))
+        for job_id, data in queued.items():
+            got = stored[job_id]
+            if got != data:
+                at = next((i for i, (a, b) in enumerate(zip(got, data))
+                           if a != b), min(len(got), len(data)))
+                self.fail("%s: stored %d octets, queued %d, first "
+                          "difference at %d: %r / %r"
+                          % (job_id, len(got), len(data), at,
+                             got[max(0, at - 20):at + 20],
+                             data[max(0, at - 20):at + 20]))
+            self.wait_mail_state(node, job_id, "sent")
+
     # TLS and AUTH
 
     def check_auth(self, mechanisms, expected, security="starttls"):
@@ -445,10 +525,58 @@ class MailTest(harness.NodeTestCase):
         steps = [e[1] for e in server.events]
         for step in ("AUTH", "MAIL", "RCPT", "DATA"):
             self.assertNotIn(step, steps)
+        for number, steps in steps_by_connection(server).items():
+            self.assertEqual(steps, ["connect", "EHLO", "QUIT"], number)
         self.assertEqual(self.status(node, job_id).get("MAIL"), "queued")
         self.assertTrue(os.path.exists(node.queue_path(job_id)))
         node.wait_for_log(r"(?i)starttls")
         self.secrets_absent(node)
+
+    def test_certificate_for_another_name_is_never_used(self):
+        # The right authority signed it, for localhost, not for this name
+        server = self.smtp(security="starttls", auth=True)
+        node = self.mail_node(server, auth=True, log_level="trace",
+                              server_name="mail.another-name.example")
+        job_id, _, _ = self.run_job(node, output_script(b"wrong name\n"))
+        self.wait_for_file(node.queue_path(job_id))
+        time.sleep(RETRIES_SECONDS)
+        self.assertGreaterEqual(server.connections, 2,
+                                "the node did not try again")
+        self.assertEqual(server.messages(), [])
+        steps = [e[1] for e in server.events]
+        self.assertIn("STARTTLS", steps)
+        for step in ("AUTH", "MAIL", "RCPT", "DATA"):
+            self.assertNotIn(step, steps)
+        self.assertEqual(self.status(node, job_id).get("MAIL"), "queued")
+        node.wait_for_log(r"mail deferred\b.*result=tempfail.*"
+                          r"TLS handshake failed")
+        self.secrets_absent(node)
+
+    def test_plaintext_auth_on_loopback_when_allowed(self):
+        server = self.smtp(security="none", auth=True, plaintext_auth=True)
+        node = self.mail_node(server, security="none", auth=True,
+                              log_level="trace",
+                              extra=["allow_plaintext_auth = true"])
+        job_id, _, _ = self.run_job(node, output_script(b"plain auth\n"))
+        [message] = self.delivered(server)
+        self.check_message(message, job_id, "customer@example.org")
+        self.assertEqual((message.envelope["tls"],
+                          message.envelope["auth_user"],
+                          message.envelope["auth_mechanism"]),
+                         (False, USERNAME, "PLAIN"))
+        report = self.wait_mail_state(node, job_id, "sent")
+        self.secrets_absent(node, report)
+
+    def test_plaintext_auth_not_allowed_stops_the_node(self):
+        # The server would take it; the node refuses to start instead
+        server = self.smtp(security="none", auth=True, plaintext_auth=True)
+        node = self.mail_node(server, security="none", auth=True,
+                              start=False)
+        with self.assertRaises(harness.NodeError) as caught:
+            node.start()
+        self.assertIn("mail.username: would be sent without TLS; set "
+                      "allow_plaintext_auth", str(caught.exception))
+        self.assertEqual(server.connections, 0)
 
     # servers that behave oddly
 
@@ -461,6 +589,83 @@ class MailTest(harness.NodeTestCase):
         self.assertEqual((message.envelope["esmtp"], message.envelope["helo"]),
                          (False, HELO_NAME))
         self.wait_mail_state(node, job_id, "sent")
+
+    def test_plaintext_slipped_in_after_starttls_is_discarded(self):
+        server = self.smtp(raw=True, security="starttls",
+                           starttls_inject=True)
+        node = self.mail_node(server, log_level="trace")
+        job_id, _, _ = self.run_job(node, output_script(b"after TLS\n"))
+        [message] = self.delivered(server)
+        self.check_message(message, job_id, "customer@example.org")
+        self.assertTrue(message.envelope["tls"])
+        self.assertEqual(server.connections, 1)
+        self.assertEqual(steps_by_connection(server)[1][:6],
+                         ["connect", "EHLO", "STARTTLS", "injected", "EHLO",
+                          "MAIL"])
+        self.wait_mail_state(node, job_id, "sent")
+        # Never read as a reply: the trace shows every line read
+        node.wait_for_log(r"smtp recv line=.*ready to start TLS")
+        self.assertNotIn("injected.invalid", node.log_text())
+
+    def test_slow_reply_after_the_message_is_waited_for(self):
+        # Giving up after the dot would send the message again
+        server = self.smtp(raw=True, security="none",
+                           data_delay=SLOW_DATA_SECONDS)
+        node = self.mail_node(server, security="none",
+                              timeout=SLOW_DATA_SECONDS // 2,
+                              extra=["data_timeout_seconds = %d"
+                                     % (SLOW_DATA_SECONDS * 5)])
+        job_id, _, _ = self.run_job(node, output_script(b"take your time\n"))
+        self.wait_mail_state(node, job_id, "sent",
+                             timeout=STATUS_SECONDS + SLOW_DATA_SECONDS)
+        time.sleep(FIRST_RETRY_SECONDS * 2)
+        self.assertEqual(len(server.messages()), 1, "delivered twice")
+        self.assertEqual(server.connections, 1)
+
+    def test_quit_after_a_refusal_mid_transaction(self):
+        refused = "nobody@example.org"
+        server = self.smtp(raw=True, security="none",
+                           reject_recipients=[refused], data_451=1)
+        node = self.mail_node(server, security="none")
+        refused_id, _, _ = self.run_job(node, output_script(b"refused\n"),
+                                        reply_to=refused)
+        self.wait_mail_state(node, refused_id, "failed")
+        later_id, _, _ = self.run_job(node, output_script(b"451 first\n"))
+        self.delivered(server, timeout=DELIVERY_SECONDS + RETRIES_SECONDS)
+        self.wait_mail_state(node, later_id, "sent")
+        server.wait_for_events(lambda events: len(
+            [e for e in events if e[1] == "QUIT"]) == 3)
+        # 550 to RCPT, 451 after the message, then delivered: each
+        # session ends with QUIT right after the last reply, no RSET
+        events = {}
+        for number, what, detail in server.events:
+            events.setdefault(number, []).append(
+                (what, detail) if what in ("RCPT", "DATA") else what)
+        self.assertEqual(events, {
+            1: ["connect", "EHLO", "MAIL", ("RCPT", {"to": refused,
+                                                     "code": 550}), "QUIT"],
+            2: ["connect", "EHLO", "MAIL", ("RCPT", {"to":
+                                                     "customer@example.org",
+                                                     "code": 250}),
+                ("DATA", 451), "QUIT"],
+            3: ["connect", "EHLO", "MAIL", ("RCPT", {"to":
+                                                     "customer@example.org",
+                                                     "code": 250}),
+                ("DATA", 250), "QUIT"]})
+
+    def test_helo_names_the_machine_or_its_address(self):
+        server = self.smtp(security="starttls")
+        node = self.mail_node(server, helo_name=None)
+        job_id, _, _ = self.run_job(node, output_script(b"helo\n"))
+        [message] = self.delivered(server)
+        expected = machine_domain() or "[127.0.0.1]"
+        self.assertEqual(message.envelope["helo"], expected)
+        self.assertNotEqual(expected, node.name)
+        # Before STARTTLS and after it
+        self.assertEqual([e[2] for e in server.events if e[1] == "EHLO"],
+                         [expected, expected])
+        node.wait_for_log(r"mail started\b.*helo=%s"
+                          % re.escape(machine_domain() or "address-literal"))
 
     def test_replies_split_over_packets(self):
         server = self.smtp(raw=True, split=True, security="starttls")
@@ -539,6 +744,45 @@ class MailTest(harness.NodeTestCase):
         self.check_message(message, job_id, "customer@example.org")
         self.wait_mail_state(node, job_id, "sent")
         self.assertFalse(os.path.exists(node.queue_path(job_id)))
+
+    def test_lifetime_over_while_the_server_is_down(self):
+        server = self.smtp(start=False, security="starttls")
+        node = self.mail_node(server, extra=["lifetime_seconds = %d"
+                                             % SHORT_LIFETIME_SECONDS])
+        job_id, _, _ = self.run_job(node, output_script(b"too late\n"))
+        report = self.wait_mail_state(
+            node, job_id, "failed",
+            timeout=SHORT_LIFETIME_SECONDS + STATUS_SECONDS)
+        self.assertEqual(report["STATE"], "done")
+        self.assertRegex(report.get("MAIL-ERROR", ""),
+                         r"^lifetime over; last attempt: connect: ", report)
+        node.wait_for_log(r"mail failed\b.*result=expired")
+        self.wait_for_file(node.failed_path(job_id))
+        with open(node.failed_path(job_id, ".why"), "rb") as f:
+            self.assertIn(b"lifetime over", f.read())
+        self.assertFalse(os.path.exists(node.queue_path(job_id)))
+
+        # Given up means given up: the server back gets nothing
+        server.start()
+        time.sleep(RETRIES_SECONDS)
+        self.assertEqual(server.connections, 0)
+
+    def test_last_try_comes_when_the_lifetime_ends(self):
+        # Tries at 0 and 2 s; a whole next delay (4 s) would pass the
+        # 5 s lifetime, so the last try waits only until it ends
+        lifetime, first_retry = 5, 2
+        server = self.smtp(security="starttls", greeting_421=1000)
+        node = self.mail_node(server, first_retry=first_retry,
+                              extra=["lifetime_seconds = %d" % lifetime])
+        job_id, _, _ = self.run_job(node, output_script(b"last chance\n"))
+        since = time.monotonic()
+        report = self.wait_mail_state(node, job_id, "failed",
+                                      timeout=lifetime + STATUS_SECONDS)
+        self.assertGreaterEqual(time.monotonic() - since, lifetime - 1.5)
+        self.assertEqual(server.connections, 3)
+        self.assertIn("421", report.get("MAIL-ERROR", ""), report)
+        node.wait_for_log(r"mail deferred\b.*retry_s=3 last_try=yes")
+        node.wait_for_log(r"mail failed\b.*result=expired")
 
     def test_mail_waiting_at_a_restart_is_delivered(self):
         # A long first retry: only the start-up after the restart can

@@ -5,8 +5,11 @@ they assume: STARTTLS offered and working, AUTH PLAIN and LOGIN accepted
 with the right password and refused with a wrong one or before TLS, 550
 for the refused recipient, 421 at greeting and then 220, 451 to DATA and
 then 250, no STARTTLS when it is not offered, implicit TLS, a reply split
-over many packets that still parses, HELO after a 502 to EHLO, and each
-message stored exactly as it came, dot-unstuffed. No node is started.
+over many packets that still parses, HELO after a 502 to EHLO, AUTH
+without TLS only when configured, plaintext slipped in after the 220 to
+STARTTLS, a slow reply after the final dot, QUIT and RSET recorded, and
+each message stored exactly as it came, dot-unstuffed. No node is
+started.
 
 Run with /usr/bin/python3 (it imports aiosmtpd); needs swaks and Perl's
 Net::SSLeay for swaks' TLS.
@@ -202,6 +205,24 @@ class SmtpServerTest(unittest.TestCase):
         self.assertIn("AUTH LOGIN PLAIN", lines)
         self.assertEqual(server.messages(), [])
 
+    def test_plaintext_auth_only_when_configured(self):
+        server = self.server(security="none", auth=True,
+                             plaintext_auth=True)
+        for mechanism in ("PLAIN", "LOGIN"):
+            with self.subTest(mechanism=mechanism):
+                transcript = self.assert_swaks(SWAKS_OK, server,
+                                               *self.auth_args(mechanism))
+                self.assertIn("235 ", transcript)
+        self.assertEqual([(m.envelope["tls"], m.envelope["auth_user"])
+                          for m in server.messages()],
+                         [(False, USERNAME), (False, USERNAME)])
+
+        # Without plaintext_auth, the same server refuses it
+        server = self.server(security="none", auth=True)
+        transcript = self.assert_swaks(SWAKS_AUTH, server,
+                                       *self.auth_args("PLAIN"))
+        self.assertNotIn("250-AUTH", transcript)
+
     def test_require_starttls_refuses_mail_before_it(self):
         server = self.server(security="starttls", require_starttls=True)
         transcript = self.assert_swaks(SWAKS_MAIL, server)
@@ -288,6 +309,57 @@ class SmtpServerTest(unittest.TestCase):
         self.assertEqual(code, 250)
         self.assertIn("STARTTLS", lines)
         self.assertGreaterEqual(len(c.chunks), 2 * len(lines), c.chunks)
+
+    def test_plaintext_follows_the_220_to_starttls_when_injecting(self):
+        server = self.server(raw=True, security="starttls",
+                             starttls_inject=True)
+        c = SmtpConversation(server.port)
+        self.addCleanup(c.close)
+        self.assertEqual(c.reply()[0], 220)
+        self.assertEqual(c.command("EHLO raw.e2e.example")[0], 250)
+        c.chunks = []
+        self.assertEqual(c.command("STARTTLS")[0], 220)
+        # In the same segment as the 220, before any TLS
+        self.assertEqual(c.buf, smtp_server.STARTTLS_INJECTED)
+        self.assertEqual(c.chunks, [b"220 2.0.0 ready to start TLS\r\n" +
+                                    smtp_server.STARTTLS_INJECTED])
+        c.buf = b""
+        c.sock = c._context().wrap_socket(
+            c.sock, server_hostname=smtp_server.SERVER_NAME)
+        code, lines = c.command("EHLO raw.e2e.example")
+        self.assertEqual(code, 250)
+        self.assertNotIn("STARTTLS", lines)
+        self.assertEqual(c.command("QUIT")[0], 221)
+
+    def test_slow_reply_after_the_final_dot(self):
+        delay = 1.5
+        server = self.server(raw=True, security="none", data_delay=delay)
+        c = SmtpConversation(server.port)
+        self.addCleanup(c.close)
+        c.reply()
+        c.command("EHLO raw.e2e.example")
+        c.command("MAIL FROM:<%s>" % SENDER)
+        c.command("RCPT TO:<%s>" % RECIPIENT)
+        self.assertEqual(c.command("DATA")[0], 354)
+        c.send(b"Subject: slow\r\n\r\nbody\r\n.\r\n")
+        sent = time.monotonic()
+        # Stored at once, answered only later
+        server.wait_for_messages(1, timeout=delay / 2)
+        self.assertEqual(c.reply()[0], 250)
+        self.assertGreaterEqual(time.monotonic() - sent, delay - 0.1)
+
+    def test_quit_and_rset_are_recorded(self):
+        for raw in (False, True):
+            with self.subTest(raw=raw):
+                server = self.server(raw=raw, security="none")
+                c = SmtpConversation(server.port)
+                self.addCleanup(c.close)
+                c.reply()
+                c.command("EHLO raw.e2e.example")
+                self.assertEqual(c.command("RSET")[0], 250)
+                self.assertEqual(c.command("QUIT")[0], 221)
+                self.assertEqual([e[1] for e in server.events],
+                                 ["connect", "EHLO", "RSET", "QUIT"])
 
     def test_ehlo_502_then_helo_works(self):
         server = self.server(raw=True, ehlo_502=True, security="none")
