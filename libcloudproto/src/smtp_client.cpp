@@ -320,6 +320,9 @@ std::string auth_login_response(std::string_view text) {
 }
 
 std::string address_literal(const asio::ip::address& address) {
+    if (address.is_v6() && address.to_v6().is_v4_mapped())
+        return address_literal(asio::ip::make_address_v4(
+            asio::ip::v4_mapped, address.to_v6()));
     if (address.is_v6())
         return fmt::format("[IPv6:{}]", address.to_string());
     return fmt::format("[{}]", address.to_string());
