@@ -4,8 +4,6 @@
 
 #include <fmt/format.h>
 
-#include <ctime>
-
 namespace cloudproto {
 
 namespace {
@@ -50,14 +48,17 @@ bool is_final(JobState state) {
 }
 
 std::string format_timestamp(Clock::time_point when) {
+    // The calendar of <chrono>, not gmtime_r, which Windows lacks.
     using namespace std::chrono;
-    auto ms = duration_cast<milliseconds>(when.time_since_epoch()).count();
-    std::time_t secs = static_cast<std::time_t>(ms / 1000);
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
+    const auto day = floor<days>(when);
+    const year_month_day date{day};
+    const hh_mm_ss time{floor<milliseconds>(when - day)};
     return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-                       tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                       tm.tm_hour, tm.tm_min, tm.tm_sec, ms % 1000);
+                       static_cast<int>(date.year()),
+                       static_cast<unsigned>(date.month()),
+                       static_cast<unsigned>(date.day()),
+                       time.hours().count(), time.minutes().count(),
+                       time.seconds().count(), time.subseconds().count());
 }
 
 // Days since 1970-01-01 of a proleptic Gregorian date (civil calendar).

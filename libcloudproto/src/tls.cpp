@@ -24,6 +24,13 @@ std::string openssl_reason() {
     return buf;
 }
 
+// OpenSSL takes a file's name as chars: UTF-8 on Windows, where a
+// path's own are wide; the same bytes elsewhere.
+std::string file_name(const std::filesystem::path& path) {
+    const auto utf8 = path.u8string();
+    return {utf8.begin(), utf8.end()};
+}
+
 // Settings both ends share: no protocol older than TLS 1.2, no
 // renegotiation, no compression.
 void harden(asio::ssl::context& ctx) {
@@ -43,10 +50,25 @@ int judge_later(int, X509_STORE_CTX*) {
 void load_authority(SSL_CTX* native, const std::filesystem::path& authority) {
     if (authority.empty())
         return;
-    if (SSL_CTX_load_verify_locations(native, authority.c_str(), nullptr) != 1)
+    const std::string name = file_name(authority);
+    if (SSL_CTX_load_verify_locations(native, name.c_str(), nullptr) != 1)
         throw std::runtime_error(
-            fmt::format("cannot load certificate authority {}: {}",
-                        authority.string(), openssl_reason()));
+            fmt::format("cannot load certificate authority {}: {}", name,
+                        openssl_reason()));
+}
+
+void use_certificate_and_key(SSL_CTX* native,
+                             const std::filesystem::path& cert,
+                             const std::filesystem::path& key) {
+    const std::string cert_name = file_name(cert);
+    if (SSL_CTX_use_certificate_chain_file(native, cert_name.c_str()) != 1)
+        throw std::runtime_error(fmt::format("cannot use certificate {}: {}",
+                                             cert_name, openssl_reason()));
+    const std::string key_name = file_name(key);
+    if (SSL_CTX_use_PrivateKey_file(native, key_name.c_str(),
+                                    SSL_FILETYPE_PEM) != 1)
+        throw std::runtime_error(fmt::format("cannot use private key {}: {}",
+                                             key_name, openssl_reason()));
 }
 
 std::string hex(const unsigned char* bytes, unsigned int n) {
@@ -94,7 +116,8 @@ void ask_for_peer_certificates(asio::ssl::context& server,
     load_authority(native, authority);
     if (!authority.empty()) {
         // Tells a client which authority's certificate to present.
-        STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(authority.c_str());
+        const std::string name = file_name(authority);
+        STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(name.c_str());
         if (names)
             SSL_CTX_set_client_CA_list(native, names);
     }
@@ -108,12 +131,7 @@ make_peer_client_context(const std::filesystem::path& cert,
     asio::ssl::context ctx(asio::ssl::context::tls_client);
     harden(ctx);
     SSL_CTX* native = ctx.native_handle();
-    if (SSL_CTX_use_certificate_chain_file(native, cert.c_str()) != 1)
-        throw std::runtime_error(fmt::format("cannot use certificate {}: {}",
-                                             cert.string(), openssl_reason()));
-    if (SSL_CTX_use_PrivateKey_file(native, key.c_str(), SSL_FILETYPE_PEM) != 1)
-        throw std::runtime_error(fmt::format("cannot use private key {}: {}",
-                                             key.string(), openssl_reason()));
+    use_certificate_and_key(native, cert, key);
     load_authority(native, authority);
     SSL_CTX_set_verify(native, SSL_VERIFY_PEER, judge_later);
     return ctx;
@@ -142,16 +160,11 @@ asio::ssl::context make_server_context(const std::filesystem::path& cert,
     asio::ssl::context ctx(asio::ssl::context::tls_server);
     harden(ctx);
     SSL_CTX* native = ctx.native_handle();
-    if (SSL_CTX_use_certificate_chain_file(native, cert.c_str()) != 1)
-        throw std::runtime_error(fmt::format("cannot use certificate {}: {}",
-                                             cert.string(), openssl_reason()));
-    if (SSL_CTX_use_PrivateKey_file(native, key.c_str(), SSL_FILETYPE_PEM) != 1)
-        throw std::runtime_error(fmt::format("cannot use private key {}: {}",
-                                             key.string(), openssl_reason()));
+    use_certificate_and_key(native, cert, key);
     if (SSL_CTX_check_private_key(native) != 1)
         throw std::runtime_error(
             fmt::format("private key {} does not match certificate {}",
-                        key.string(), cert.string()));
+                        file_name(key), file_name(cert)));
     return ctx;
 }
 
@@ -161,11 +174,11 @@ make_client_context(const std::optional<std::filesystem::path>& ca_file) {
     harden(ctx);
     SSL_CTX* native = ctx.native_handle();
     if (ca_file) {
-        if (SSL_CTX_load_verify_locations(native, ca_file->c_str(), nullptr) !=
-            1)
+        const std::string name = file_name(*ca_file);
+        if (SSL_CTX_load_verify_locations(native, name.c_str(), nullptr) != 1)
             throw std::runtime_error(
-                fmt::format("cannot load certificate authority {}: {}",
-                            ca_file->string(), openssl_reason()));
+                fmt::format("cannot load certificate authority {}: {}", name,
+                            openssl_reason()));
     } else {
         SSL_CTX_set_default_verify_paths(native);
     }
