@@ -1,20 +1,14 @@
 #include "node/executor.hpp"
 
+#include "node/platform/job_folder.hpp"
 #include "node/platform/job_process.hpp"
 
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 
-#include <algorithm>
-#include <cerrno>
 #include <map>
 #include <string_view>
-#include <system_error>
 #include <utility>
-
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 namespace cloudnode {
 namespace {
@@ -23,17 +17,10 @@ namespace fs = std::filesystem;
 using platform::JobProcess;
 using platform::JobStream;
 
-// The whole environment a job gets, besides HOME, TMPDIR and its id.
-constexpr std::string_view job_path = "/usr/local/bin:/usr/bin:/bin";
-constexpr std::string_view job_lang = "C.UTF-8";
 constexpr std::string_view script_placeholder = "{script}";
 
 // Job ids come from peers: only these bytes reach a folder name.
 constexpr std::size_t max_folder_id_bytes = 64;
-
-std::string errno_text(int error) {
-    return std::system_category().message(error);
-}
 
 std::string folder_safe(std::string_view job_id) {
     std::string safe;
@@ -43,102 +30,6 @@ std::string folder_safe(std::string_view job_id) {
         safe += plain ? c : '_';
     }
     return safe;
-}
-
-// Makes a fresh folder, mode 0700, named after the job. Returns an
-// empty path and sets `error` on failure.
-fs::path make_working_folder(const fs::path& work_root, std::string_view job_id,
-                             std::string& error) {
-    std::string name =
-        (work_root / ("job-" + folder_safe(job_id) + "-XXXXXX")).string();
-    if (mkdtemp(name.data()) == nullptr) {
-        error = "cannot create a working folder under " + work_root.string() +
-                ": " + errno_text(errno);
-        return {};
-    }
-    return name;
-}
-
-bool write_all(int fd, std::string_view bytes) {
-    while (!bytes.empty()) {
-        const ssize_t n = write(fd, bytes.data(), bytes.size());
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return false;
-        bytes.remove_prefix(static_cast<std::size_t>(n));
-    }
-    return true;
-}
-
-// Executable, so that a runtime may also run a script by its shebang.
-bool write_script(const fs::path& path, std::string_view script,
-                  std::string& error) {
-    const int fd =
-        open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-             0700);
-    bool ok = fd >= 0 && write_all(fd, script);
-    const int write_error = errno;
-    if (fd >= 0 && close(fd) != 0)
-        ok = false;
-    if (!ok)
-        error = "cannot write the script: " + errno_text(write_error);
-    return ok;
-}
-
-// Gives every folder of the tree back its owner's permissions, top
-// down, never following a symlink out of it.
-void make_removable(const fs::path& folder) {
-    std::vector<fs::path> pending{folder};
-    while (!pending.empty()) {
-        const fs::path dir = std::move(pending.back());
-        pending.pop_back();
-        ::chmod(dir.c_str(), S_IRWXU);
-        std::error_code ec;
-        for (fs::directory_iterator it(dir, ec), end; !ec && it != end;
-             it.increment(ec)) {
-            std::error_code type_ec;
-            if (it->symlink_status(type_ec).type() == fs::file_type::directory)
-                pending.push_back(it->path());
-        }
-    }
-}
-
-// Removes the working folder whatever the job did to its permissions.
-// Returns an empty string, or why the folder is still there.
-//
-// XXX: runs on the event loop; a job that leaves a huge tree stalls
-// every session while it is removed.
-std::string remove_working_folder(const fs::path& folder) {
-    std::error_code ec;
-    fs::remove_all(folder, ec);
-    if (!ec)
-        return {};
-    make_removable(folder);
-    ec.clear();
-    fs::remove_all(folder, ec);
-    if (!ec)
-        return {};
-    return "working folder " + folder.string() +
-           " not removed: " + ec.message();
-}
-
-// execve does no PATH search, so a bare program name is looked up here,
-// in the job's own PATH, before the fork.
-std::string resolve_program(const std::string& name) {
-    if (name.find('/') != std::string::npos)
-        return name;
-    std::string_view dirs = job_path;
-    while (!dirs.empty()) {
-        const std::size_t colon = std::min(dirs.find(':'), dirs.size());
-        const fs::path candidate = fs::path(dirs.substr(0, colon)) / name;
-        std::error_code ec;
-        if (fs::is_regular_file(candidate, ec) &&
-            access(candidate.c_str(), X_OK) == 0)
-            return candidate.string();
-        dirs.remove_prefix(std::min(colon + 1, dirs.size()));
-    }
-    return name; // exec fails and the job reports why
 }
 
 void capture(CapturedOutput& output, std::string_view bytes,
@@ -184,7 +75,7 @@ void Job::finish(ExecutionResult result) {
 
     // Every process is gone by now, so nothing writes here any more.
     if (!folder.empty()) {
-        std::string why = remove_working_folder(folder);
+        std::string why = platform::remove_job_folder(folder);
         if (!why.empty() && result.error.empty())
             result.error = std::move(why);
     }
@@ -247,13 +138,14 @@ void Executor::Impl::start(const std::shared_ptr<Job>& job) {
     // Fresh folder with the script in it.
     const auto& name = request.script_name;
     if (name.empty() || name == "." || name == ".." ||
-        name.find('/') != std::string::npos)
+        name.find_first_of("/\\") != std::string::npos)
         return fail(job, "bad script name: " + name);
-    job->folder = make_working_folder(work_root, request.job_id, error);
+    job->folder = platform::make_job_folder(
+        work_root, "job-" + folder_safe(request.job_id), error);
     if (job->folder.empty())
         return fail(job, std::move(error));
     const fs::path script = job->folder / name;
-    if (!write_script(script, request.script, error))
+    if (!platform::write_job_script(script, request.script, error))
         return fail(job, std::move(error));
 
     // The command line and a clean environment.
@@ -262,15 +154,8 @@ void Executor::Impl::start(const std::shared_ptr<Job>& job) {
         spec.argv.push_back(arg == script_placeholder ? script.string() : arg);
     if (spec.argv.empty())
         return fail(job, "empty command");
-    spec.argv.front() = resolve_program(spec.argv.front());
-    const std::string folder = job->folder.string();
-    spec.env = {
-        "PATH=" + std::string(job_path),
-        "HOME=" + folder,
-        "TMPDIR=" + folder,
-        "LANG=" + std::string(job_lang),
-        "CLOUDPROTO_JOB_ID=" + request.job_id,
-    };
+    spec.argv.front() = platform::resolve_program(spec.argv.front());
+    spec.env = platform::job_environment(job->folder, request.job_id);
     spec.working_folder = job->folder;
     spec.script = script;
     spec.limits = request.limits;
@@ -313,7 +198,7 @@ Executor::Executor(asio::io_context& io, std::filesystem::path work_root,
     for (auto& entry : fs::directory_iterator(impl_->work_root, ec)) {
         auto name = entry.path().filename().string();
         if (name.starts_with("job-") || name.starts_with("probe-"))
-            remove_working_folder(entry.path());
+            platform::remove_job_folder(entry.path());
     }
 }
 
