@@ -23,6 +23,7 @@ import asyncio
 import json
 import logging
 import os
+import pwd
 import socket
 import ssl
 import subprocess
@@ -717,6 +718,195 @@ class SmtpServer:
                     % (len(found), count, self.address, timeout,
                        self.events[-30:]))
             time.sleep(0.05)
+
+
+# --- Postfix ----------------------------------------------------------------
+
+POSTFIX = "/usr/sbin/postfix"
+POSTFIX_HOSTNAME = "postfix.e2e.example"
+POSTFIX_STOP_SECONDS = 20
+
+# Only what a relay needs, none of it chrooted: Postfix's smtpd takes
+# the mail, its smtp client passes it on.
+POSTFIX_MASTER_CF = """\
+{listen} inet n - n - - smtpd
+pickup    unix  n - n 60    1 pickup
+cleanup   unix  n - n -     0 cleanup
+qmgr      unix  n - n 300   1 qmgr
+tlsmgr    unix  - - n 1000? 1 tlsmgr
+rewrite   unix  - - n -     - trivial-rewrite
+bounce    unix  - - n -     0 bounce
+defer     unix  - - n -     0 bounce
+trace     unix  - - n -     0 bounce
+verify    unix  - - n -     1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n -     - proxymap
+smtp      unix  - - n -     - smtp
+relay     unix  - - n -     - smtp
+showq     unix  n - n -     - showq
+error     unix  - - n -     - error
+retry     unix  - - n -     - error
+discard   unix  - - n -     - discard
+anvil     unix  - - n -     1 anvil
+scache    unix  - - n -     1 scache
+postlog   unix-dgram n - n - 1 postlogd
+"""
+
+POSTFIX_MAIN_CF = """\
+compatibility_level = 3.6
+queue_directory = {queue}
+data_directory = {data}
+mail_owner = postfix
+setgid_group = postdrop
+maillog_file = {log}
+maillog_file_prefixes = {instance}
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+myhostname = {hostname}
+mydomain = e2e.example
+myorigin = $mydomain
+mydestination =
+alias_maps =
+alias_database =
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+# Strict about EHLO, as RFC 5321 allows: a domain name or an address
+# literal, nothing else
+smtpd_helo_required = yes
+smtpd_helo_restrictions = reject_invalid_helo_hostname,
+    reject_non_fqdn_helo_hostname
+smtpd_tls_security_level = may
+smtpd_tls_cert_file = {certificate}
+smtpd_tls_key_file = {key}
+relayhost = [{sink_host}]:{sink_port}
+smtp_tls_security_level = none
+smtp_dns_support_level = disabled
+biff = no
+"""
+
+
+class PostfixServer:
+    """Debian's Postfix as a private instance in `folder` (root starts
+    it; its daemons run as the postfix user): smtpd on 127.0.0.1:port
+    offers STARTTLS with certs/ (as SmtpServer's), wants a domain or an
+    address literal in EHLO, and relays every message to `sink`, an
+    aiosmtpd SmtpServer without TLS, which stores what Postfix passed on:
+    the message with Postfix's Received: field on top. No AUTH, which
+    would take a SASL server too. port: 0 for a free one, known before
+    start()."""
+
+    def __init__(self, folder, certs=None, port=0):
+        self.folder = folder
+        self.sink = SmtpServer(os.path.join(folder, "sink"),
+                               security="none", certs=certs)
+        self.ca = self.sink.ca
+        self.host = HOST
+        self.port = port or free_port()
+        self.instance = os.path.join(folder, "postfix")
+        self.conf = os.path.join(self.instance, "conf")
+        self.log_path = os.path.join(self.instance, "postfix.log")
+        self._running = False
+
+    @property
+    def address(self):
+        return "%s:%d" % (self.host, self.port)
+
+    def _configure(self):
+        queue = os.path.join(self.instance, "queue")
+        data = os.path.join(self.instance, "data")
+        for path in (self.conf, queue, data):
+            os.makedirs(path, exist_ok=True)
+        # The postfix user must reach its queue below the test's folder
+        for path in (self.folder, self.instance):
+            os.chmod(path, 0o755)
+        postfix = pwd.getpwnam("postfix")
+        os.chown(data, postfix.pw_uid, postfix.pw_gid)
+        values = dict(queue=queue, data=data, log=self.log_path,
+                      instance=self.instance, hostname=POSTFIX_HOSTNAME,
+                      certificate=self.sink.certificate, key=self.sink.key,
+                      sink_host=self.sink.host, sink_port=self.sink.port,
+                      listen=self.address)
+        for name, text in (("main.cf", POSTFIX_MAIN_CF),
+                           ("master.cf", POSTFIX_MASTER_CF)):
+            with open(os.path.join(self.conf, name), "w") as f:
+                f.write(text.format(**values))
+
+    def _postfix(self, command):
+        done = subprocess.run([POSTFIX, "-c", self.conf, command],
+                              stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              timeout=60)
+        return done.returncode
+
+    def start(self):
+        if self._running:
+            raise RuntimeError("Postfix already running")
+        self.sink.start()
+        self._configure()
+        if self._postfix("start") != 0:
+            raise RuntimeError("postfix start failed:\n" + self.log_text())
+        self._running = True
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex((self.host, self.port)) == 0:
+                    return self
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError("Postfix does not listen on %s:\n%s"
+                                   % (self.address, self.log_text()))
+            time.sleep(0.1)
+
+    def stop(self):
+        if self._running:
+            self._postfix("stop")
+            deadline = time.monotonic() + POSTFIX_STOP_SECONDS
+            while self._postfix("status") == 0:
+                if time.monotonic() > deadline:
+                    self._postfix("abort")
+                    break
+                time.sleep(0.1)
+            self._running = False
+        self.sink.stop()
+
+    def is_running(self):
+        return self._running
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def log_text(self):
+        try:
+            with open(self.log_path, encoding="utf-8",
+                      errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    @property
+    def events(self):
+        return self.sink.events
+
+    def messages(self):
+        return self.sink.messages()
+
+    def wait_for_messages(self, count=1, timeout=MESSAGE_WAIT_SECONDS):
+        return self.sink.wait_for_messages(count, timeout)
+
+
+def without_received(data):
+    """The message without the Received: field a relay put on top, and
+    that field: (message, field)."""
+    if not data.startswith(b"Received:"):
+        return data, b""
+    end = 0
+    while True:
+        end = data.index(b"\r\n", end) + 2
+        if data[end:end + 1] not in (b" ", b"\t"):
+            return data[end:], data[:end]
 
 
 # --- as a script ----------------------------------------------------------

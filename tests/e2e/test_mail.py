@@ -36,7 +36,7 @@ import unittest
 import harness
 import smtp_server
 from harness import descriptor, new_job_id
-from smtp_server import PASSWORD, USERNAME, SmtpServer
+from smtp_server import PASSWORD, USERNAME, PostfixServer, SmtpServer
 
 SENDER = "cloud-node@e2e.example"  # the harness's [mail] from
 HELO_NAME = "node.e2e.example"
@@ -203,6 +203,13 @@ class MailTest(harness.NodeTestCase):
                             **options)
         self.servers.append(server)
         return server.start() if start else server
+
+    def postfix(self):
+        """Postfix on a port known now, not started, relaying to a sink
+        that is."""
+        server = PostfixServer(self.folder("postfix"), certs=self.certs())
+        self.servers.append(server)
+        return server
 
     _certs = None
 
@@ -453,6 +460,42 @@ class MailTest(harness.NodeTestCase):
                              got[max(0, at - 20):at + 20],
                              data[max(0, at - 20):at + 20]))
             self.wait_mail_state(node, job_id, "sent")
+
+    def test_delivered_through_postfix(self):
+        """Postfix, a server that wants a domain name or an address
+        literal in EHLO, takes both mails over STARTTLS and passes them on
+        as the node queued them, under its own Received: field."""
+        server = self.postfix()
+        node = self.mail_node(server, helo_name=None)
+        queued = {}
+        for script, reply_to in (
+                (output_script(INLINE_OUTPUT), "inline@example.org"),
+                (both_outputs_script(ATTACHED_OUTPUT, ATTACHED_ERRORS),
+                 "attached@example.org")):
+            job_id, _, _ = self.run_job(node, script, reply_to=reply_to)
+            self.wait_for_file(node.queue_path(job_id))
+            with open(node.queue_path(job_id), "rb") as f:
+                queued[job_id] = (f.read(), reply_to)
+
+        server.start()
+        messages = self.delivered(server, 2,
+                                  timeout=DELIVERY_SECONDS + RETRIES_SECONDS)
+        for message in messages:
+            data, received = smtp_server.without_received(message.data)
+            job_id = email.message_from_bytes(data)["X-Cloudproto-Job"]
+            self.assertIn(job_id, queued)
+            self.assertEqual(data, queued[job_id][0])
+            self.assertIn(b"by %s (Postfix) with ESMTPS"
+                          % smtp_server.POSTFIX_HOSTNAME.encode(), received)
+            self.assertEqual(message.envelope["rcpt_tos"],
+                             [queued[job_id][1]])
+            self.assertEqual(message.envelope["mail_from"], SENDER)
+            self.wait_mail_state(node, job_id, "sent")
+        # Postfix's count of each session's commands: TLS, then QUIT
+        sessions = re.findall(r"disconnect from \S+ (ehlo=.*)",
+                              server.log_text())
+        self.assertIn("ehlo=2 starttls=1 mail=1 rcpt=1 data=1 quit=1 "
+                      "commands=7", sessions)
 
     # TLS and AUTH
 

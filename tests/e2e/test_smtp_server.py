@@ -8,7 +8,10 @@ then 250, no STARTTLS when it is not offered, implicit TLS, a reply split
 over many packets that still parses, HELO after a 502 to EHLO, AUTH
 without TLS only when configured, plaintext slipped in after the 220 to
 STARTTLS, a slow reply after the final dot, QUIT and RSET recorded, and
-each message stored exactly as it came, dot-unstuffed. No node is
+each message stored exactly as it came, dot-unstuffed. Postfix, in a
+private instance, takes mail over STARTTLS from a client that names
+itself by a domain or an address literal, refuses a bare name, and
+passes the message on unchanged under its Received: field. No node is
 started.
 
 Run with /usr/bin/python3 (it imports aiosmtpd); needs swaks and Perl's
@@ -26,7 +29,7 @@ import time
 import unittest
 
 import smtp_server
-from smtp_server import PASSWORD, USERNAME, SmtpServer
+from smtp_server import PASSWORD, USERNAME, PostfixServer, SmtpServer
 
 KEEP_FOLDERS = os.environ.get("CLOUDPROTO_E2E_KEEP") == "1"
 SWAKS_TIMEOUT_SECONDS = 30
@@ -119,11 +122,18 @@ class SmtpServerTest(unittest.TestCase):
         self.addCleanup(server.stop)
         return server
 
-    def swaks(self, server, *args, to=RECIPIENT):
+    def postfix(self):
+        folder = tempfile.mkdtemp(prefix="cloudproto-e2e-postfix-")
+        if not KEEP_FOLDERS:
+            self.addCleanup(shutil.rmtree, folder, True)
+        server = PostfixServer(folder, certs=certificates()).start()
+        self.addCleanup(server.stop)
+        return server
+
+    def swaks(self, server, *args, to=RECIPIENT, helo="swaks.e2e.example"):
         """swaks against the server; (exit status, transcript)."""
         command = ["swaks", "--server", server.address, "--from", SENDER,
-                   "--to", to, "--helo", "swaks.e2e.example",
-                   "--timeout", "10"]
+                   "--to", to, "--helo", helo, "--timeout", "10"]
         if "--tls" in args or "--tls-on-connect" in args:
             command += ["--tls-verify", "--tls-ca-path", server.ca]
         done = subprocess.run(command + list(args), stdin=subprocess.DEVNULL,
@@ -369,6 +379,34 @@ class SmtpServerTest(unittest.TestCase):
         [message] = server.messages()
         self.assertEqual((message.envelope["esmtp"], message.envelope["helo"]),
                          (False, "swaks.e2e.example"))
+
+    # Postfix
+
+    def test_postfix_relays_to_its_sink_unchanged(self):
+        server = self.postfix()
+        # Whole, so that Postfix's cleanup has no field to add
+        body = ("From: <%s>\nTo: <%s>\nDate: Fri, 04 Dec 2026 17:00:00 "
+                "+0000\nMessage-ID: <1@e2e.example>\nSubject: through "
+                "Postfix\n\n.\n..dots\nline" % (SENDER, RECIPIENT))
+        transcript = self.assert_swaks(SWAKS_OK, server, "--tls",
+                                       "--data", body, helo="[127.0.0.1]")
+        self.assertIn("250-STARTTLS", transcript)
+        [message] = server.wait_for_messages(1)
+        data, received = smtp_server.without_received(message.data)
+        self.assertIn(b"by %s (Postfix) with ESMTPS"
+                      % smtp_server.POSTFIX_HOSTNAME.encode(), received)
+        # swaks ends the last line
+        self.assertEqual(data, (body + "\n").replace("\n", "\r\n").encode())
+        self.assertEqual((message.envelope["mail_from"],
+                          message.envelope["rcpt_tos"]),
+                         (SENDER, [RECIPIENT]))
+
+        # A name that is neither a domain nor an address literal
+        transcript = self.assert_swaks(SWAKS_RCPT, server, "--tls",
+                                       helo="provider-a")
+        self.assertIn("504 5.5.2 <provider-a>: Helo command rejected",
+                      transcript)
+        self.assertEqual(len(server.messages()), 1)
 
     # what is stored
 
