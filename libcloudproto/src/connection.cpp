@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <openssl/ssl.h>
 
+#include <algorithm>
 #include <array>
 
 namespace cloudproto {
@@ -156,6 +157,16 @@ asio::awaitable<std::size_t> Connection::read_some(asio::mutable_buffer buffer,
 asio::awaitable<Connection::Line> Connection::read_line() {
     Line line;
     for (;;) {
+        // Too much output waits, or some was lost: the other end takes
+        // it before it is heard again, or is not heard again.
+        if (send_error_ || output_.size() > max_queued_bytes) {
+            auto ec = co_await flush();
+            if (ec) {
+                line.ec = ec;
+                co_return line;
+            }
+        }
+
         LineEvent ev = reader_.next();
         if (ev.kind != LineEvent::Kind::need_more) {
             line.kind = ev.kind;
@@ -183,17 +194,19 @@ asio::awaitable<Connection::Line> Connection::read_line() {
     }
 }
 
+// The payload grows with what arrives, not with what was announced, so
+// that a peer holds as much of the node's memory as it has sent.
 asio::awaitable<std::error_code> Connection::read_payload(std::size_t n,
                                                           std::string& out) {
     out.clear();
-    out.reserve(n);
     reader_.take(n, out);
     while (out.size() < n) {
         std::size_t before = out.size();
-        out.resize(n);
+        std::size_t want = std::min(n - before, read_chunk_bytes);
+        out.resize(before + want);
         std::error_code ec;
-        std::size_t got = co_await read_some(
-            asio::buffer(out.data() + before, n - before), ec);
+        std::size_t got =
+            co_await read_some(asio::buffer(out.data() + before, want), ec);
         out.resize(before + got);
         if (ec && got == 0)
             co_return ec;
@@ -202,22 +215,39 @@ asio::awaitable<std::error_code> Connection::read_payload(std::size_t n,
 }
 
 void Connection::queue(std::string_view bytes) {
-    output_.append(bytes);
+    if (!send_error_)
+        output_.append(bytes);
 }
 
 asio::awaitable<std::error_code> Connection::flush() {
-    std::error_code ec;
-    if (output_.empty())
-        co_return ec;
+    if (output_.empty() || send_error_)
+        co_return send_error_;
+    auto ec = co_await write({});
+    co_return ec;
+}
+
+asio::awaitable<std::error_code> Connection::send(std::string_view bytes) {
+    if (send_error_)
+        co_return send_error_;
+    auto ec = co_await write(bytes);
+    co_return ec;
+}
+
+// Writes the queue, then `more`, in one gathered write. A failure is
+// kept: what follows a cut write would be read as part of it.
+asio::awaitable<std::error_code> Connection::write(std::string_view more) {
     std::string out;
     out.swap(output_);
+    std::array<asio::const_buffer, 2> buffers = {
+        asio::buffer(out), asio::buffer(more.data(), more.size())};
+    std::error_code ec;
     auto token = asio::redirect_error(asio::use_awaitable, ec);
     if (auto* plain = std::get_if<0>(&stream_))
-        co_await asio::async_write(*plain, asio::buffer(out), token);
+        co_await asio::async_write(*plain, buffers, token);
     else
-        co_await asio::async_write(std::get<1>(stream_), asio::buffer(out),
-                                   token);
-    co_return outcome(ec);
+        co_await asio::async_write(std::get<1>(stream_), buffers, token);
+    send_error_ = outcome(ec);
+    co_return send_error_;
 }
 
 asio::awaitable<void> Connection::shutdown(duration limit) {
@@ -225,7 +255,8 @@ asio::awaitable<void> Connection::shutdown(duration limit) {
         co_return;
     arm(limit);
     co_await flush();
-    if (auto* tls = std::get_if<1>(&stream_); tls && !timed_out_) {
+    if (auto* tls = std::get_if<1>(&stream_);
+        tls && !timed_out_ && !send_error_) {
         std::error_code ec;
         co_await tls->async_shutdown(
             asio::redirect_error(asio::use_awaitable, ec));

@@ -2,7 +2,10 @@
 // plain TCP (the loopback listener), for both ends of a session.
 //
 // Output is queued and sent when the connection is about to wait for
-// input, so that replies to pipelined commands leave in one write.
+// input, so that replies to pipelined commands leave in one write, or
+// before the next line once more than max_queued_bytes wait: an end
+// that sends without reading stalls its own connection (until the
+// deadline ends it) instead of growing the other end's memory.
 #pragma once
 
 #include "cloudproto/line_reader.hpp"
@@ -25,6 +28,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
 public:
     using tcp = asio::ip::tcp;
     using duration = std::chrono::steady_clock::duration;
+
+    // Queued output beyond this is sent before another line is read.
+    static constexpr std::size_t max_queued_bytes = 64 * 1024;
 
     struct Line {
         std::error_code ec; // set: no line (closed, timed out, ...)
@@ -66,7 +72,16 @@ public:
                                                   std::string& out);
 
     void queue(std::string_view bytes);
+    std::size_t queued_bytes() const { return output_.size(); }
     asio::awaitable<std::error_code> flush();
+    // Sends what is queued, then `bytes` from where they lie: for a
+    // payload too large to copy into the queue.
+    asio::awaitable<std::error_code> send(std::string_view bytes);
+
+    // A write failed (timed out, most likely: the other end does not
+    // read): part of the output is lost, so nothing more is sent, and
+    // shutdown() only closes.
+    bool send_failed() const { return static_cast<bool>(send_error_); }
 
     // Ends what is under way (it fails with operation_aborted) without
     // closing: what is queued can still be sent.
@@ -90,11 +105,13 @@ private:
                                            std::error_code& ec);
     asio::awaitable<void> watch(std::shared_ptr<Connection> self);
     std::error_code outcome(std::error_code ec) const;
+    asio::awaitable<std::error_code> write(std::string_view more);
 
     std::variant<tcp::socket, tls_stream> stream_;
     std::size_t max_line_bytes_;
     LineReader reader_;
     std::string output_;
+    std::error_code send_error_;
     std::string remote_;
     asio::steady_timer deadline_;
     bool watching_ = false;
