@@ -166,6 +166,12 @@ asio::awaitable<void> Session::run(bool refuse) {
         auto line = co_await connection_->read_line();
         if (stopped_)
             continue;
+        if (line.ec && connection_->send_failed()) {
+            // It does not read its replies: one more would be lost too.
+            auto reason = line.ec == asio::error::timed_out ? "send-timeout"
+                                                            : "io-error";
+            co_return co_await close(reason);
+        }
         if (line.ec == asio::error::timed_out) {
             reply_and_close(code::unavailable, cfg.name + " idle timeout",
                             "idle");

@@ -97,7 +97,11 @@ asio::awaitable<void> Session::proceed_wait(const Command& cmd) {
         changes.clear();
         if (finished)
             break;
+        // A client that does not read its lines has the idle timeout to
+        // take them, as any reply.
+        connection_->arm(ctx_.config.idle_timeout);
         auto flushed = co_await connection_->flush();
+        connection_->disarm();
         if (flushed)
             break;
         if (!changes.empty())
@@ -146,11 +150,19 @@ asio::awaitable<void> Session::proceed_result(const Command& cmd) {
         co_return;
     }
 
+    // The output leaves from where it lies, never copied into the queue,
+    // and before the next command is read: a session holds one result.
+    // TODO(#5): read it from the spool in slices; until then a client
+    // that does not read holds up to twice MAX-OUTPUT-BYTES of the
+    // node's memory until the idle timeout ends its session.
     auto lines = report_lines(report);
     lines.push_back(fmt::format("PAYLOAD {} {}", out.size(), err.size()));
     reply(code::ok, lines);
-    connection_->queue(out);
-    connection_->queue(err);
+    connection_->arm(ctx_.config.idle_timeout);
+    // A failure ends the session at its next read (send_failed).
+    auto sent = co_await connection_->send(out);
+    if (!sent)
+        co_await connection_->send(err);
 }
 
 } // namespace cloudnode

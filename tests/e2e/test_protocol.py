@@ -134,9 +134,9 @@ class ProtocolTests:
         self.assertEqual(out, "byte|by byte|é|\n".encode())
 
     def test_wait_sees_a_change_made_while_it_was_sending(self):
-        # The node's first WAIT line cannot leave while the client reads
-        # nothing (eight results of 1 MiB are queued before it); the job
-        # ends meanwhile. The final line must come as soon as the client
+        # The node cannot even read the WAIT while the client reads
+        # nothing (eight results of 1 MiB are in the way); the job ends
+        # meanwhile. The final line must come as soon as the client
         # reads again, not when the WAIT's seconds run out.
         wait_seconds = 12
         with self.connect() as c:
