@@ -515,6 +515,8 @@ Config parse_config(std::string_view text, const std::filesystem::path& file) {
                   1024LL * 1024 * 1024);
     c.max_queued_jobs = r.integer("limits.max_queued_jobs", 1000, 1, 1000000);
     c.max_connections = r.integer("limits.max_connections", 256, 1, 100000);
+    c.max_connections_per_address =
+        r.integer("limits.max_connections_per_address", 32, 1, 100000);
     c.max_timeout =
         seconds{r.integer("limits.max_timeout_seconds",
                           default_max_job_timeout.count(), 1, 7 * 24 * 3600)};
@@ -550,7 +552,8 @@ Config parse_config(std::string_view text, const std::filesystem::path& file) {
     r.only("tls", {"certificate", "private_key"});
     r.only("limits",
            {"slots", "max_job_bytes", "max_output_bytes", "max_queued_jobs",
-            "max_connections", "max_timeout_seconds", "default_timeout_seconds",
+            "max_connections", "max_connections_per_address",
+            "max_timeout_seconds", "default_timeout_seconds",
             "idle_timeout_seconds", "handshake_timeout_seconds",
             "result_retention_hours", "max_memory_bytes", "max_cpu_seconds",
             "max_processes", "max_disk_bytes", "max_open_files"});

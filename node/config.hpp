@@ -92,6 +92,7 @@ struct Config {
     std::size_t max_output_bytes = 0;
     std::size_t max_queued_jobs = 1000;
     std::size_t max_connections = 256;
+    std::size_t max_connections_per_address = 32; // IPv6: per /64
     std::chrono::seconds default_timeout{0};
     std::chrono::seconds max_timeout{0};
     std::chrono::seconds idle_timeout{0};

@@ -130,7 +130,7 @@ void Session::stop() {
     connection_->cancel();
 }
 
-asio::awaitable<void> Session::run(bool refuse) {
+asio::awaitable<void> Session::run() {
     const auto& cfg = ctx_.config;
     log::info(id_, "session", "connected", "remote={} tls={}",
               connection_->remote(), connection_->is_tls() ? "yes" : "no");
@@ -146,11 +146,6 @@ asio::awaitable<void> Session::run(bool refuse) {
     }
 
     identify_peer();
-    if (refuse) {
-        reply_and_close(code::unavailable, cfg.name + " too many connections",
-                        "busy");
-        co_return co_await close(close_reason_);
-    }
     reply(code::greeting,
           fmt::format("{} {} ready", cfg.name, cloudproto::protocol_name));
     enter_state(State::fresh);

@@ -40,8 +40,7 @@ public:
             std::shared_ptr<cloudproto::Connection> connection, std::string id);
 
     // The whole life of the session, from handshake to disconnection.
-    // `refuse`: greet with 421 (too many connections) and close.
-    asio::awaitable<void> run(bool refuse);
+    asio::awaitable<void> run();
 
     // Node shutdown: ends the session at its next step.
     void stop();

@@ -227,7 +227,11 @@ class ProtocolTests:
         def one_client(i):
             try:
                 job_id = new_job_id()
-                with self.connect(timeout=CONCURRENT_DEADLINE_SECONDS) as c:
+                # From five addresses: fifty from one would pass the
+                # node's default max_connections_per_address.
+                source = "127.0.0.%d" % (50 + i % 5)
+                with self.connect(timeout=CONCURRENT_DEADLINE_SECONDS,
+                                  source=source) as c:
                     c.hello("client%d" % i)
                     reply = c.submit(job_id, self.job("n%d" % i), ECHO_SCRIPT)
                     if reply.code != 250:
