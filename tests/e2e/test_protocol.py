@@ -17,6 +17,7 @@ from harness import descriptor, new_job_id
 
 MAX_JOB_BYTES = 65536
 IDLE_TIMEOUT_SECONDS = 4
+HANDSHAKE_TIMEOUT_SECONDS = 3
 CONCURRENT_CLIENTS = 50
 CONCURRENT_DEADLINE_SECONDS = 60
 
@@ -30,6 +31,7 @@ class ProtocolTests:
     limits = {
         "max_job_bytes": MAX_JOB_BYTES,
         "idle_timeout_seconds": IDLE_TIMEOUT_SECONDS,
+        "handshake_timeout_seconds": HANDSHAKE_TIMEOUT_SECONDS,
     }
 
     def connect(self, **kw):
@@ -283,12 +285,30 @@ class TlsProtocolTest(ProtocolTests, harness.OneNodeTestCase):
         self.assert_serves_others()
 
     def test_client_that_never_completes_the_handshake(self):
+        failed = r"session tls-failed error=\"Connection timed out\""
+        before = len(self.node.wait_for_log(failed, count=0))
         sock = socket.create_connection(("127.0.0.1", self.node.tls_port),
                                         timeout=10)
         try:
-            self.assert_serves_others()
+            started = time.monotonic()
+            with self.connect() as other:
+                other.hello()
+                self.assertEqual(other.command("NOOP").code, 250)
+
+            # Closed at the handshake deadline, without a word.
+            sock.settimeout(HANDSHAKE_TIMEOUT_SECONDS + 5)
+            try:
+                got = sock.recv(4096)
+            except ConnectionResetError:
+                got = b""
+            waited = time.monotonic() - started
         finally:
             sock.close()
+        self.assertEqual(got, b"")
+        self.assertGreater(waited, HANDSHAKE_TIMEOUT_SECONDS - 0.5)
+        self.assertLess(waited, HANDSHAKE_TIMEOUT_SECONDS + 3)
+        self.node.wait_for_log(failed, count=before + 1)
+        self.assert_serves_others()
 
 
 class PlainProtocolTest(ProtocolTests, harness.OneNodeTestCase):
