@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -17,7 +18,9 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 namespace {
@@ -334,6 +337,116 @@ TEST_CASE("a background child left behind ends with the job") {
     CHECK(result.out.bytes == "done\n");
     CHECK(result.duration < 1000ms);
     CHECK(processes_with(job_env_entry(request.job_id)).empty());
+    CHECK(node.work_root_empty());
+}
+
+// Level 1: the job runs as the node's user and may signal its shepherd.
+TEST_CASE("a job that kills its shepherd leaves nothing behind") {
+    Node node;
+    const std::string tag = unique_id("escapee");
+    auto request = make_job(
+        "killer", bash,
+        "setsid bash -c '(trap \"\" TERM; exec -a \"$0\" sleep 20) &' \"$1\"\n"
+        "echo killing\n"
+        "kill -9 $PPID\n"
+        "sleep 20\n",
+        {tag});
+    request.timeout = 5000ms;
+
+    const auto result = node.run(request);
+    MESSAGE("job that killed its shepherd took ", millis(result.duration),
+            " ms");
+
+    // No report: the shepherd could not give one.
+    CHECK(result.kind == ExecutionResult::Kind::failed_to_start);
+    CHECK(result.error.find("without a report") != std::string::npos);
+    CHECK(result.out.bytes == "killing\n");
+    CHECK(result.duration < 2000ms);
+    CHECK(processes_with(tag).empty());
+    CHECK(processes_with(job_env_entry(request.job_id)).empty());
+    CHECK(node.work_root_empty());
+}
+
+TEST_CASE("a job that stops its shepherd still ends at its timeout") {
+    Node node;
+    auto request = make_job("stopper", bash,
+                            "kill -STOP $PPID\n"
+                            "sleep 20\n");
+    request.timeout = 1000ms;
+
+    std::optional<ExecutionResult> result;
+    node.executor.run(request,
+                      [&](ExecutionResult r) { result = std::move(r); });
+    node.io.run_for(8s);
+    REQUIRE(result.has_value());
+    MESSAGE("job that stopped its shepherd took ", millis(result->duration),
+            " ms");
+
+    CHECK(result->outcome == Outcome::timeout);
+    CHECK(result->duration < 4000ms);
+    CHECK(processes_with(job_env_entry(request.job_id)).empty());
+    CHECK(node.work_root_empty());
+}
+
+// A write end of the job's output held outside its tree (here by the
+// test itself, handed over a Unix socket) must not hold the job.
+TEST_CASE("output held open elsewhere does not hold the job's end") {
+    Node node;
+    TempFolder scratch;
+    const fs::path socket_path = scratch.path / "fd.sock";
+
+    const int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(listener >= 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::strncpy(address.sun_path, socket_path.c_str(),
+                 sizeof address.sun_path - 1);
+    REQUIRE(bind(listener, reinterpret_cast<sockaddr*>(&address),
+                 sizeof address) == 0);
+    REQUIRE(listen(listener, 1) == 0);
+
+    // Takes the job's stdout and keeps it for 3 s.
+    std::thread holder([listener] {
+        const int conn = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+        if (conn < 0)
+            return;
+        char byte;
+        iovec iov{&byte, 1};
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+        msghdr message{};
+        message.msg_iov = &iov;
+        message.msg_iovlen = 1;
+        message.msg_control = control;
+        message.msg_controllen = sizeof control;
+        int held = -1;
+        if (recvmsg(conn, &message, MSG_CMSG_CLOEXEC) > 0) {
+            const cmsghdr* c = CMSG_FIRSTHDR(&message);
+            if (c != nullptr && c->cmsg_type == SCM_RIGHTS)
+                std::memcpy(&held, CMSG_DATA(c), sizeof held);
+        }
+        std::this_thread::sleep_for(3s);
+        if (held >= 0)
+            close(held);
+        close(conn);
+    });
+
+    auto request = make_job("handover", python,
+                            "import socket, sys\n"
+                            "s = socket.socket(socket.AF_UNIX)\n"
+                            "s.connect(sys.argv[1])\n"
+                            "socket.send_fds(s, [b'x'], [1])\n"
+                            "print('handed', flush=True)\n",
+                            {socket_path.string()});
+    const auto result = node.run(request);
+    holder.join();
+    close(listener);
+    MESSAGE("job whose output was held elsewhere took ",
+            millis(result.duration), " ms");
+
+    CHECK(result.outcome == Outcome::exited);
+    CHECK(result.exit_code == 0);
+    CHECK(result.out.bytes == "handed\n");
+    CHECK(result.duration < 2000ms);
     CHECK(node.work_root_empty());
 }
 

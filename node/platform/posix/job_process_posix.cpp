@@ -10,10 +10,12 @@
 // the fork and applied by the shepherd's children between fork and exec
 // (containment_child_posix.cpp).
 //
-// XXX: with neither the uid nor the namespaces layer, the program runs
-// as the node's user and may signal its shepherd: SIGKILL lets its
-// detached processes escape (the job then ends "without a report"),
-// SIGSTOP makes the job outlive its timeout.
+// With neither the uid nor the namespaces layer, the program runs as
+// the node's user and may signal its shepherd. If it kills it, the
+// shepherd's orphans come to the node, its subreaper, which kills them
+// (subreaper_posix.cpp), and the job ends "without a report" once its
+// output pipes close, or a short grace after the shepherd is gone. If
+// it stops it, the node kills the shepherd when a stop goes unheeded.
 //
 // The kernel's parent-death signal follows the thread that forked, so
 // jobs must be started from the event loop's thread, which lives as
@@ -22,14 +24,17 @@
 
 #include "node/platform/posix/containment_posix.hpp"
 #include "node/platform/posix/shepherd_posix.hpp"
+#include "node/platform/posix/subreaper_posix.hpp"
 
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
 
 #include <array>
-#include <optional>
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <system_error>
 #include <utility>
 
@@ -46,6 +51,17 @@ using namespace shepherd;
 using namespace contain;
 
 constexpr std::size_t read_chunk_bytes = 64 * 1024;
+
+// Once the shepherd is gone, the job's output pipes get this long to
+// reach their end; a process that escaped with a write end (a killed
+// shepherd's orphan) cannot hold the job past it.
+constexpr std::chrono::milliseconds output_grace{250};
+// Then what is already in a pipe is read, at most this much.
+constexpr std::size_t max_drain_bytes = 1024 * 1024;
+
+// A shepherd asked to stop and still there after this long (stopped
+// by the job, or stuck) is killed outright.
+constexpr std::chrono::seconds stop_grace{2};
 
 // A pipe whose ends close themselves unless handed on. Close-on-exec,
 // so that programs the node starts by other means never hold it.
@@ -78,16 +94,20 @@ struct Pipe {
 };
 
 // Forks the shepherd with every signal blocked, so that none reaches a
-// handler of the node inside it before it resets them. Returns its pid
-// or -1 with errno set.
+// handler of the node inside it before it resets them, and records it
+// as a known child of the node. Returns its pid or -1 with errno set.
 pid_t fork_shepherd(const Launch& launch) {
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
+    auto held = subreaper::hold_shepherds();
     const pid_t pid = fork();
     if (pid == 0)
         shepherd::run(launch);
     const int fork_error = errno;
+    if (pid > 0)
+        subreaper::add_shepherd(pid);
+    held.unlock();
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
     errno = fork_error;
     return pid;
@@ -148,7 +168,7 @@ std::string describe_failure(const ShepherdReport& report,
 struct JobProcess::Impl : std::enable_shared_from_this<Impl> {
     Impl(asio::io_context& io, const Containment& containment)
         : io(io), containment(containment.impl()), out(io), err(io),
-          status(io), exit_watch(io) {}
+          status(io), exit_watch(io), output_timer(io), stop_timer(io) {}
     ~Impl();
 
     void start(const JobSpec& spec);
@@ -159,6 +179,8 @@ struct JobProcess::Impl : std::enable_shared_from_this<Impl> {
                      JobStream which);
     void read_status();
     void watch_exit();
+    void on_shepherd_gone(int wait_status, bool reaped_here);
+    void close_output();
     void part_done();
     JobEnd make_end() const;
     void stop();
@@ -173,11 +195,14 @@ struct JobProcess::Impl : std::enable_shared_from_this<Impl> {
     pid_t shepherd = -1;
     bool reaped = false;
     int shepherd_status = 0;
+    bool killed_shepherd = false; // stop() went unheeded
 
     asio::posix::stream_descriptor out;
     asio::posix::stream_descriptor err;
     asio::posix::stream_descriptor status;
     asio::posix::stream_descriptor exit_watch; // the shepherd's pidfd
+    asio::steady_timer output_timer;           // output_grace
+    asio::steady_timer stop_timer;             // stop_grace
     std::array<char, read_chunk_bytes> out_buffer;
     std::array<char, read_chunk_bytes> err_buffer;
 
@@ -256,6 +281,7 @@ void JobProcess::Impl::start(const JobSpec& spec) {
     envp.push_back(nullptr);
     const std::string folder = spec.working_folder.string();
 
+    subreaper::become();
     Pipe out_pipe, err_pipe, status_pipe;
     if (!out_pipe.open() || !err_pipe.open() || !status_pipe.open())
         return fail_early("cannot create a pipe: " + errno_text(errno));
@@ -289,6 +315,7 @@ void JobProcess::Impl::start(const JobSpec& spec) {
         while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
         }
         reaped = true;
+        subreaper::forget_shepherd(pid);
         return fail_early("cannot watch the job's process: " + why);
     }
     exit_watch.assign(pidfd);
@@ -335,27 +362,66 @@ void JobProcess::Impl::read_status() {
 }
 
 void JobProcess::Impl::watch_exit() {
-    exit_watch.async_wait(asio::posix::descriptor_base::wait_read,
-                          [self = shared_from_this()](std::error_code ec) {
-                              // A pidfd turns readable when the process has
-                              // exited.
-                              int st = 0;
-                              const pid_t pid =
-                                  waitpid(self->shepherd, &st, WNOHANG);
-                              if (pid == 0 && !ec)
-                                  return self->watch_exit();
-                              self->reaped =
-                                  pid != 0; // or reaped by someone else
-                              self->shepherd_status = st;
-                              std::error_code ignored;
-                              self->exit_watch.close(ignored);
-                              self->part_done();
-                          });
+    exit_watch.async_wait(
+        asio::posix::descriptor_base::wait_read,
+        [self = shared_from_this()](std::error_code ec) {
+            // A pidfd turns readable once the process has exited.
+            int st = 0;
+            const pid_t pid = waitpid(self->shepherd, &st, WNOHANG);
+            if (pid == 0 && !ec)
+                return self->watch_exit();
+            self->on_shepherd_gone(st, pid != 0); // or reaped elsewhere
+        });
+}
+
+// Whatever the shepherd left (only a job that could kill it leaves
+// anything) is now the node's to kill; the output pipes get a grace.
+void JobProcess::Impl::on_shepherd_gone(int wait_status, bool reaped_here) {
+    reaped = reaped_here;
+    shepherd_status = wait_status;
+    subreaper::forget_shepherd(shepherd);
+    stop_timer.cancel();
+    std::error_code ignored;
+    exit_watch.close(ignored);
+    subreaper::kill_strangers(io);
+
+    if (out.is_open() || err.is_open()) {
+        output_timer.expires_after(output_grace);
+        output_timer.async_wait([self = shared_from_this()](
+                                    std::error_code ec) {
+            if (!ec)
+                self->close_output();
+        });
+    }
+    part_done();
+}
+
+// Reads what the pipes already hold, then closes them: their pending
+// reads end, each with its part_done.
+void JobProcess::Impl::close_output() {
+    const std::pair<asio::posix::stream_descriptor*, JobStream> streams[] = {
+        {&out, JobStream::out}, {&err, JobStream::err}};
+    for (auto [stream, which] : streams) {
+        if (!stream->is_open())
+            continue;
+        std::error_code ec;
+        stream->non_blocking(true, ec);
+        std::array<char, read_chunk_bytes>& buffer =
+            which == JobStream::out ? out_buffer : err_buffer;
+        for (std::size_t drained = 0; !ec && drained < max_drain_bytes;) {
+            const std::size_t n = stream->read_some(asio::buffer(buffer), ec);
+            if (n > 0 && !detached && handlers.on_output)
+                handlers.on_output(which, {buffer.data(), n});
+            drained += n;
+        }
+        stream->close(ec);
+    }
 }
 
 void JobProcess::Impl::part_done() {
     if (--parts_left > 0)
         return;
+    output_timer.cancel();
     JobEnd end = make_end();
 
     // Every process of the job is gone: its cgroup is empty.
@@ -373,6 +439,12 @@ void JobProcess::Impl::part_done() {
 
 JobEnd JobProcess::Impl::make_end() const {
     JobEnd end;
+    if (report_bytes < sizeof report && killed_shepherd) {
+        end.ran = true;
+        end.stopped = true;
+        end.signal = SIGKILL;
+        return end;
+    }
     if (report_bytes < sizeof report) {
         end.error = "the job's shepherd ended without a report (" +
                     describe_wait_status(shepherd_status) + ")";
@@ -393,10 +465,19 @@ JobEnd JobProcess::Impl::make_end() const {
 }
 
 void JobProcess::Impl::stop() {
-    // Until reaped the shepherd's pid cannot be reused, so this kill
-    // reaches the right process.
-    if (shepherd > 0 && !reaped)
-        kill(shepherd, stop_signal);
+    // Until reaped the shepherd's pid cannot be reused, so these kills
+    // reach the right process.
+    if (shepherd <= 0 || reaped || !exit_watch.is_open())
+        return;
+    kill(shepherd, stop_signal);
+    kill(shepherd, SIGCONT); // a job may have stopped it
+    stop_timer.expires_after(stop_grace);
+    stop_timer.async_wait([self = shared_from_this()](std::error_code ec) {
+        if (ec || self->reaped || !self->exit_watch.is_open())
+            return;
+        self->killed_shepherd = true;
+        kill(self->shepherd, SIGKILL);
+    });
 }
 
 JobProcess::JobProcess(asio::io_context& io, const JobSpec& spec,
