@@ -5,6 +5,7 @@
 
 #include <asio/connect.hpp>
 #include <asio/redirect_error.hpp>
+#include <asio/ssl/error.hpp>
 #include <asio/use_awaitable.hpp>
 #include <fmt/format.h>
 
@@ -139,10 +140,19 @@ ClientSession::connect(const std::string& host, const std::string& port,
             std::make_shared<Connection>(std::move(socket), max_line_bytes);
     connection_->arm(timeout_);
     auto hs = co_await connection_->client_handshake(host, check_host);
-    if (hs)
-        co_return fail(fmt::format("TLS handshake with {}:{} failed: {}", host,
-                                   port, hs.message()),
+    if (hs) {
+        // A node past its connection limits may close without a
+        // handshake, which stands for a 421 (spec 7.2).
+        bool cut = hs == asio::error::eof ||
+                   hs == asio::error::connection_reset ||
+                   hs == asio::ssl::error::stream_truncated;
+        co_return fail(fmt::format("TLS handshake with {}:{} failed: {}{}",
+                                   host, port, hs.message(),
+                                   cut ? " (the node may have too many "
+                                         "connections; try again later)"
+                                       : ""),
                        hs);
+    }
     auto greeting = co_await read_reply();
     node_replied_ = greeting.has_value();
     co_return greeting;
