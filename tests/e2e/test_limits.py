@@ -10,7 +10,9 @@ test the node is alive, has logged no crash, and serves a new client.
 
 import os
 import resource
+import shutil
 import socket
+import subprocess
 import threading
 import time
 import unittest
@@ -327,6 +329,52 @@ class ConnectionLimitsTest(harness.OneNodeTestCase):
             client.send(data)
         except OSError:
             pass  # closed by the node: what the test waits for
+
+
+@unittest.skipUnless(shutil.which("prlimit"), "no prlimit (util-linux)")
+class DescriptorLimitTest(harness.NodeTestCase):
+    """At start-up the node raises its soft limit of open descriptors to
+    the hard one, and does not start when max_connections cannot fit."""
+
+    def run_node(self, nofile, limits):
+        """(exit status or None if it started, its stderr)."""
+        node = harness.Node(limits=limits)
+        self.addCleanup(node.close)
+        command = ["prlimit", "--nofile=%s" % nofile, harness.NODE_BINARY,
+                   "--config", node.config_path]
+        with open(node.log_path, "wb") as log:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
+                                       stdout=log, stderr=log,
+                                       cwd=node.folder)
+        try:
+            deadline = time.monotonic() + harness.START_TIMEOUT_SECONDS
+            while process.poll() is None and time.monotonic() < deadline:
+                if harness.STARTED.search(node.log_text()):
+                    return None, node.log_text()
+                time.sleep(0.05)
+            return process.poll(), node.log_text()
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(harness.STOP_GRACE_SECONDS)
+
+    def test_too_many_connections_for_the_hard_limit(self):
+        status, log = self.run_node("200:200", {"max_connections": 256})
+        self.assertEqual(status, 2, log)
+        self.assertRegex(log, r"cloud-node: cannot start: "
+                              r"limits\.max_connections = 256 .* needs \d+ "
+                              r"open descriptors, and this process may open "
+                              r"200 ")
+
+    def test_soft_limit_raised_to_the_hard_one(self):
+        status, log = self.run_node("100:4096", {"max_connections": 256})
+        self.assertIsNone(status, log)
+        self.assertRegex(log, r" server descriptors limit=4096 needed=\d+")
+
+    def test_connections_that_fit_start(self):
+        status, log = self.run_node("200:200", {"max_connections": 32})
+        self.assertIsNone(status, log)
+        self.assertRegex(log, r" server descriptors limit=200 needed=\d+")
 
 
 if __name__ == "__main__":
