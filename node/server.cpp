@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <exception>
 #include <stdexcept>
 
 #if __has_include(<sys/resource.h>)
@@ -43,6 +44,19 @@ constexpr std::chrono::milliseconds max_accept_pause{1000};
 // handle, and the node's own (log, spool, listeners, mail, peer links).
 constexpr std::size_t descriptors_per_job = 16;
 constexpr std::size_t descriptors_reserved = 64;
+
+// A coroutine of the server ended by an exception: a bug, not an
+// outcome. Say so and go on.
+void log_crash(std::string_view id, std::string_view what,
+               std::exception_ptr e) {
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+        log::error(id, what, "crashed", "error={}", log::value(ex.what()));
+    } catch (...) {
+        log::error(id, what, "crashed", "error=unknown");
+    }
+}
 
 } // namespace
 
@@ -239,7 +253,11 @@ void Server::refuse(tcp::socket socket, bool tls, std::string_view reason) {
     refusals_.remove_if([](auto& w) { return w.expired(); });
     refusals_.push_back(conn);
     asio::co_spawn(io_, refuse_tls(conn, std::move(text)),
-                   [this](std::exception_ptr) { --refusing_; });
+                   [this](std::exception_ptr e) {
+                       --refusing_;
+                       if (e)
+                           log_crash("-", "server", e);
+                   });
 }
 
 asio::awaitable<void>
@@ -274,18 +292,8 @@ void Server::start_session(tcp::socket socket, bool tls,
             auto it = sessions_from_.find(source);
             if (--it->second == 0)
                 sessions_from_.erase(it);
-            if (!e)
-                return;
-            // A bug, not an outcome: say so and go on.
-            try {
-                std::rethrow_exception(e);
-            } catch (const std::exception& ex) {
-                log::error(session->id(), "session", "crashed", "error={}",
-                           log::value(ex.what()));
-            } catch (...) {
-                log::error(session->id(), "session", "crashed",
-                           "error=unknown");
-            }
+            if (e)
+                log_crash(session->id(), "session", e);
         });
 }
 
