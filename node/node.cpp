@@ -89,7 +89,12 @@ std::unique_ptr<platform::Containment> contain(const Config& c) {
         warn_if_readable(c.private_key, "tls.private_key");
     if (c.mail_server && !c.mail_server->password_file.empty())
         warn_if_readable(c.mail_server->password_file, "mail.password_file");
-    auto containment = platform::Containment::probe(s);
+    std::unique_ptr<platform::Containment> containment;
+    try {
+        containment = platform::Containment::probe(s);
+    } catch (const platform::SettingsError& e) {
+        throw ConfigError(fmt::format("{}: {}", c.file.string(), e.what()));
+    }
     for (const auto& m : containment->missing())
         log::info("-", "containment", "layer-missing", "layer={} why={}",
                   to_string(m.layer), log::value(m.why));

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -60,6 +61,12 @@ struct ContainmentSettings {
     std::uint32_t first_uid = 0; // slot i runs as first_uid + i
 };
 
+// Settings the node cannot run with; what() starts with the
+// configuration key at fault ("containment.first_uid: ...").
+struct SettingsError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
 // A layer left out, and why, for the start-up log.
 struct MissingLayer {
     Layer layer;
@@ -70,12 +77,15 @@ class Containment {
 public:
     // Finds which layers this machine allows, each tried for real in a
     // throwaway job, and prepares what jobs will need (a seccomp
-    // program, cgroup folders). Never throws for a layer that is
-    // missing: it is left out, with why in missing().
+    // program, cgroup folders). A layer that is missing is left out,
+    // with why in missing(); but a node run as root never runs a job
+    // as root: without the uid layer it throws, SettingsError when the
+    // settings are at fault, std::runtime_error otherwise.
     static std::unique_ptr<Containment>
     probe(const ContainmentSettings& settings);
 
-    // Only `limits`, nothing probed: for tests of other parts.
+    // Only `limits`, nothing probed: for tests of other parts (as root,
+    // their jobs run as root).
     static std::unique_ptr<Containment> minimal();
 
     ~Containment();

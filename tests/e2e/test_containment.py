@@ -17,6 +17,7 @@ user to become.
 
 import os
 import re
+import subprocess
 import time
 import unittest
 
@@ -250,6 +251,54 @@ def needs_root(cls):
 
 
 @needs_root
+class StartUpChecks(harness.NodeTestCase):
+    """What a node run as root refuses, so that no job runs as root and
+    no two nodes, or a node and a user, share a uid."""
+
+    def assert_refused(self, node, pattern):
+        self.addCleanup(node.close)
+        with self.assertRaises(harness.NodeError):
+            node.start()
+        self.assertRegex(node.log_text(), pattern)
+
+    def test_root_cannot_disable_the_uid_layer(self):
+        node = harness.Node(containment={"disable": ["uid"]})
+        self.assert_refused(node, r"configuration error: .*: "
+                                  r"containment.disable: the node runs as "
+                                  r"root, so the uid layer cannot be "
+                                  r"disabled")
+
+    def test_two_nodes_cannot_share_a_slot_uid(self):
+        first = harness.Node()
+        self.addCleanup(first.close)
+        first.start()
+        # The second's range starts inside the first's.
+        second = harness.Node(containment={
+            "first_uid": first.containment["first_uid"] + 3})
+        self.assert_refused(second, r"containment.first_uid: uids \d+ to "
+                                    r"\d+ are held by another running node")
+        self.assertTrue(first.is_alive())
+        first.stop()
+        second.start()  # the first one's hold ends with it
+
+    def test_slot_uids_of_a_user_are_refused(self):
+        node = harness.Node(containment={"first_uid": NOBODY[0] - 1})
+        self.assert_refused(node, r"containment.first_uid: uid %d is user "
+                                  r"\w+'s" % NOBODY[0])
+
+    def test_slot_uids_that_run_a_process_are_refused(self):
+        first_uid = harness.own_uid_range()
+        squatter = subprocess.Popen(
+            ["setpriv", "--reuid=%d" % (first_uid + 2),
+             "--regid=%d" % (first_uid + 2), "--clear-groups", "sleep", "60"])
+        self.addCleanup(squatter.wait)
+        self.addCleanup(squatter.kill)
+        node = harness.Node(containment={"first_uid": first_uid})
+        self.assert_refused(node, r"containment.first_uid: process %d runs "
+                                  r"as one of the uids" % squatter.pid)
+
+
+@needs_root
 class FullContainment(ContainmentTests, harness.NodeTestCase):
     level = 4
 
@@ -276,7 +325,10 @@ class UidOnly(ContainmentTests, harness.NodeTestCase):
 
 @needs_root
 class LimitsOnly(ContainmentTests, harness.NodeTestCase):
-    disabled = ["uid", "cgroup", "seccomp"]
+    """Level 1 alone. A node run as root never goes below the uid layer,
+    so this is an ordinary user's node with every other layer off."""
+    run_as = NOBODY
+    disabled = ["namespaces", "seccomp"]
     level = 1
 
 
@@ -286,6 +338,16 @@ class OrdinaryUser(ContainmentTests, harness.NodeTestCase):
     namespaces (which this machine allows) give it namespaces."""
     run_as = NOBODY
     level = 3
+
+
+@needs_root
+class OrdinaryUserWithoutUserNamespaces(ContainmentTests,
+                                        harness.NodeTestCase):
+    """An ordinary user's node on a machine without user namespaces (so
+    without the namespaces layer): level 1, with seccomp."""
+    run_as = NOBODY
+    disabled = ["namespaces"]
+    level = 1
 
 
 if __name__ == "__main__":

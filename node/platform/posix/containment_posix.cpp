@@ -4,6 +4,7 @@
 #include "node/platform/posix/containment_posix.hpp"
 
 #include "node/platform/job_process.hpp"
+#include "node/platform/posix/slot_uids_posix.hpp"
 
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
@@ -207,6 +208,8 @@ const std::vector<MissingLayer>& Containment::missing() const {
 Containment::Impl::~Impl() {
     if (cgroups)
         cgroup::release(*cgroups);
+    if (uid_lock >= 0)
+        close(uid_lock);
 }
 
 bool Containment::Impl::has(Layer layer) const {
@@ -308,6 +311,10 @@ Containment::probe(const ContainmentSettings& settings) {
     auto leave_out = [&](Layer layer, std::string why) {
         impl.missing.push_back({layer, std::move(why)});
     };
+    if (impl.node_is_root && disabled(Layer::uid))
+        throw SettingsError("containment.disable: the node runs as root, "
+                            "so the uid layer cannot be disabled: jobs "
+                            "would run as root");
 
     // The floor: a job must run at all.
     std::string output;
@@ -329,6 +336,9 @@ Containment::probe(const ContainmentSettings& settings) {
         case Layer::uid:
             if (!impl.node_is_root)
                 why = "the node does not run as root";
+            else
+                impl.uid_lock = slot_uids::claim(
+                    static_cast<uid_t>(settings.first_uid), settings.slots);
             break;
         case Layer::namespaces:
             if (impl.node_is_root && !impl.has(Layer::uid))
@@ -371,6 +381,13 @@ Containment::probe(const ContainmentSettings& settings) {
         }
         if (layer == Layer::seccomp)
             impl.filter.reset();
+    }
+    if (impl.node_is_root && !impl.has(Layer::uid)) {
+        std::string why;
+        for (const auto& m : impl.missing)
+            why = m.layer == Layer::uid ? m.why : why;
+        throw std::runtime_error("the node runs as root and jobs would too: "
+                                 "the uid layer failed: " + why);
     }
     return self;
 }

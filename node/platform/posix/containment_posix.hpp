@@ -27,6 +27,7 @@ struct Containment::Impl {
     bool node_is_root = false;
     uid_t node_uid = 0;
     gid_t node_gid = 0;
+    int uid_lock = -1; // uid layer: holds the slots' uids (slot_uids)
 
     std::optional<cgroup::Root> cgroups;    // cgroup layer
     std::optional<seccomp::Program> filter; // seccomp layer
