@@ -174,7 +174,9 @@ class Node:
     A federation test names the node, gives the folder that holds ca.crt
     and <name>.crt/.key, fixes the ports (peers must know them before the
     node starts; 0 = any free port) and appends its own tables
-    (extra_config) to the configuration."""
+    (extra_config) to the configuration. `parent` is where the node's
+    folder is made; `own_certs` copies the certificate and key into
+    it."""
 
     DEFAULT_LIMITS = {
         "slots": 4,
@@ -185,8 +187,9 @@ class Node:
     def __init__(self, limits=None, runtimes=None, log_level="info",
                  plain=True, name=NODE_NAME, certs=None, tls_port=0,
                  plain_port=0, extra_config="", containment=None,
-                 run_as=None):
-        self.folder = tempfile.mkdtemp(prefix="cloudproto-e2e-node-")
+                 run_as=None, parent=None, own_certs=False):
+        self.folder = tempfile.mkdtemp(prefix="cloudproto-e2e-node-",
+                                       dir=parent)
         # Jobs' uids come from the work folder's parents: others must be
         # able to cross them (mkdtemp makes them 0700).
         os.chmod(self.folder, 0o711)
@@ -216,8 +219,8 @@ class Node:
         self.starts = 0
         self._log_offset = 0
         self.run_as = run_as
-        if run_as:
-            self._give_to(run_as)
+        if run_as or own_certs:
+            self._give_to(run_as or (os.getuid(), os.getgid()))
         self._write_config()
         if run_as:
             os.chown(self.config_path, *run_as)

@@ -350,5 +350,54 @@ class OrdinaryUserWithoutUserNamespaces(ContainmentTests,
     level = 1
 
 
+@needs_root
+class NodeInSystemFolder(harness.NodeTestCase):
+    """A node whose folders, key and configuration lie inside a folder
+    that jobs see (/usr/local, under /usr): the namespaces layer covers
+    them, and the job's own folder is made inside the cover."""
+
+    PARENT = "/usr/local"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.node = harness.Node(parent=cls.PARENT, own_certs=True)
+        cls.nodes = (cls.node,)
+        cls.key = os.path.join(cls.node.certs, cls.node.name + ".key")
+        # Readable by anyone: only the cover keeps a job from them.
+        os.chmod(cls.key, 0o644)
+        os.chmod(cls.node.config_path, 0o644)
+        cls.node.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.node.close()
+
+    def test_full_level_and_the_job_runs_in_its_folder(self):
+        self.assertNotRegex(self.node.log_text(),
+                            r"layer-missing layer=namespaces")
+        self.assertRegex(self.node.log_text(), r"containment ready level=4 ")
+        code, out, err = self.node.submit(
+            b"pwd; echo mine > here; cat here\n", descriptor("bash"),
+            "--wait", "--quiet")
+        self.assertEqual(code, 0, err)
+        self.assertRegex(out, rb"^%s/job-[^\n]*\nmine\n$"
+                         % re.escape(self.node.work_dir.encode()))
+
+    def test_node_files_are_hidden(self):
+        script = (b'echo "key: $(cat "$1" 2>&1)"\n'
+                  b'echo "configuration: $(cat "$2" 2>&1)"\n'
+                  b'echo "work: $(ls -A "$3" | wc -l)"\n'
+                  b'echo "spool: $(ls -A "$4" 2>&1 | wc -l)"\n')
+        code, out, err = self.node.submit(
+            script,
+            descriptor("bash", args=[self.key, self.node.config_path,
+                                     self.node.work_dir,
+                                     self.node.spool_dir]),
+            "--wait", "--quiet")
+        # Empty files, the job's own folder alone, an empty folder.
+        self.assertEqual(out, b"key: \nconfiguration: \nwork: 1\n"
+                              b"spool: 0\n", err)
+
+
 if __name__ == "__main__":
     unittest.main()

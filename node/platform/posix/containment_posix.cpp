@@ -43,6 +43,7 @@ constexpr std::string_view old_root_name = ".old-root";
 constexpr std::string_view root_options = "size=1m,mode=0755";
 constexpr std::string_view dev_options = "size=64k,mode=0755";
 constexpr std::string_view cover_options = "size=4k,mode=0755";
+constexpr unsigned long cover_flags = MS_NOSUID | MS_NODEV | MS_NOEXEC;
 
 // The throwaway job: it must exit with this status.
 constexpr std::string_view probe_script = "exit 7\n";
@@ -76,8 +77,10 @@ bool is_within(const fs::path& inner, const fs::path& outer) {
 
 // The start of every job's root: system folders, the node's own folders
 // that lie inside them covered, /dev, and mount points for /proc and
-// /tmp.
-std::vector<MountStep> common_root_steps(const ContainmentSettings& s) {
+// /tmp. A cover stays writable until the job's folder is made (it may
+// lie inside one); `covers` lists them, to be made read-only then.
+std::vector<MountStep> common_root_steps(const ContainmentSettings& s,
+                                         std::vector<std::string>& covers) {
     std::vector<MountStep> steps;
     std::vector<fs::path> bound;
     for (std::string_view name : system_folders) {
@@ -98,19 +101,33 @@ std::vector<MountStep> common_root_steps(const ContainmentSettings& s) {
         }
     }
 
-    for (const auto& hidden : s.hidden) {
+    // Outer folders first: what lies inside a covered one is hidden
+    // with it, and has no mount point of its own there.
+    std::vector<fs::path> hidden;
+    for (const auto& path : s.hidden) {
         std::error_code ec;
-        auto real = fs::weakly_canonical(hidden, ec);
-        bool inside = std::any_of(bound.begin(), bound.end(),
-                                  [&](const fs::path& b) {
-                                      return is_within(real, b);
-                                  });
-        if (ec || !inside || !fs::exists(real, ec))
+        auto real = fs::weakly_canonical(path, ec);
+        if (!ec)
+            hidden.push_back(real);
+    }
+    std::sort(hidden.begin(), hidden.end());
+    std::vector<fs::path> covered;
+    for (const auto& real : hidden) {
+        auto inside = [&](const std::vector<fs::path>& folders) {
+            return std::any_of(folders.begin(), folders.end(),
+                               [&](const fs::path& f) {
+                                   return is_within(real, f);
+                               });
+        };
+        std::error_code ec;
+        if (!inside(bound) || inside(covered) || !fs::exists(real, ec))
             continue;
         if (fs::is_directory(real, ec)) {
-            steps.push_back(MountStep::tmpfs(
-                under_root(real), std::string(cover_options),
-                MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC));
+            steps.push_back(MountStep::tmpfs(under_root(real),
+                                             std::string(cover_options),
+                                             cover_flags));
+            covers.push_back(under_root(real));
+            covered.push_back(real);
         } else {
             steps.push_back(MountStep::bind("/dev/null", under_root(real)));
             steps.push_back(MountStep::read_only(under_root(real), MS_NOSUID));
@@ -285,6 +302,8 @@ contain::ChildPlan Containment::Impl::plan(const JobSpec& spec,
         tmpfs_options(l.disk_bytes, "0700") + ",uid=" + std::to_string(uid) +
             ",gid=" + std::to_string(gid),
         MS_NOSUID | MS_NODEV));
+    for (const auto& cover : root_covers)
+        p.steps.push_back(MountStep::read_only(cover, cover_flags));
     p.script_in_root = under_root(spec.script);
     p.proc_in_root = under_root("/proc");
     return p;
@@ -344,7 +363,7 @@ Containment::probe(const ContainmentSettings& settings) {
             if (impl.node_is_root && !impl.has(Layer::uid))
                 why = "as root, a job in namespaces needs the uid layer";
             else
-                impl.root_steps = common_root_steps(settings);
+                impl.root_steps = common_root_steps(settings, impl.root_covers);
             impl.new_root = std::string(new_root);
             break;
         case Layer::cgroup:

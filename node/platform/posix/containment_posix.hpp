@@ -33,9 +33,10 @@ struct Containment::Impl {
     std::optional<seccomp::Program> filter; // seccomp layer
     // namespaces layer: the steps every job's root starts with (system
     // folders bound read-only, the node's own folders covered), under
-    // new_root.
+    // new_root; the covers, made read-only once the job's folder is in.
     std::string new_root;
     std::vector<contain::MountStep> root_steps;
+    std::vector<std::string> root_covers;
 
     ~Impl();
 
