@@ -85,6 +85,7 @@ std::unique_ptr<platform::Containment> contain(const Config& c) {
     s.work_root = c.work_dir;
     s.slots = c.slots;
     s.first_uid = c.containment.first_uid;
+    warn_if_readable(c.file, "configuration");
     if (!c.private_key.empty())
         warn_if_readable(c.private_key, "tls.private_key");
     if (c.mail_server && !c.mail_server->password_file.empty())

@@ -278,7 +278,10 @@ class Node:
             text.append("%s = %s" % (key, value))
         if self.extra_config:
             text += ["", self.extra_config]
-        with open(self.config_path, "w", encoding="utf-8") as f:
+        # Private, as an operator's should be: the node warns otherwise.
+        with open(os.open(self.config_path,
+                          os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+                  "w", encoding="utf-8") as f:
             f.write("\n".join(text) + "\n")
 
     # life cycle

@@ -17,6 +17,7 @@ user to become.
 
 import os
 import re
+import shutil
 import subprocess
 import time
 import unittest
@@ -58,6 +59,17 @@ trap '' TERM
 setsid bash -c '(trap "" TERM; exec -a "$0-detached" sleep 60) & exit 0' "$1"
 echo left
 """
+# Leaves files, a folder it cannot enter, a link to a file of the
+# test's, and a System V shared memory segment where any uid may.
+LEAVE_SHARED = b"""\
+echo x > "/tmp/$1-file"
+mkdir -p "/var/tmp/$1-dir/deep" && echo y > "/var/tmp/$1-dir/deep/f"
+chmod 000 "/var/tmp/$1-dir/deep" "/var/tmp/$1-dir"
+echo z > "/dev/shm/$1-shm"
+ln -s "$2" "/tmp/$1-link"
+ipcmk -M 4096 > /dev/null
+echo left
+"""
 READ_SECRETS = b"""\
 cat "$1" > /dev/null 2>&1 && echo "key: read" || echo "key: refused"
 ls "$2" > /dev/null 2>&1 && echo "spool: listed" || echo "spool: refused"
@@ -71,6 +83,13 @@ CONNECT = (b"import socket, sys\n"
 SLEEPER = b"sleep 60\n"
 READ_STDIN = b"cat\necho \"cat: $?\"\n"
 SHOW_LIMITS = b"echo \"processes $(ulimit -u) files $(ulimit -n)\"\n"
+
+
+def shared_memory_of(uids):
+    """Ids of System V shared memory segments owned by one of `uids`."""
+    with open("/proc/sysvipc/shm") as f:
+        rows = [line.split() for line in f.readlines()[1:]]
+    return [row[1] for row in rows if int(row[7]) in uids]
 
 
 class ContainmentTests:
@@ -114,6 +133,10 @@ class ContainmentTests:
     def assert_next_job_runs(self):
         code, out, report = self.run_job(b"echo still fine\n")
         self.assertEqual((code, out), (0, b"still fine\n"), report)
+
+    def slot_uids(self):
+        first = self.node.containment["first_uid"]
+        return range(first, first + LIMITS["slots"])
 
     def announced(self):
         with self.node.tls_client() as c:
@@ -193,6 +216,22 @@ class ContainmentTests:
         self.assertEqual(harness.processes_with(tag), [],
                          "processes of the job outlived it")
         self.assert_next_job_runs()
+
+    def test_shared_folders_are_left_clean(self):
+        if self.level < 2:
+            self.skipTest("level 1 shares the node's uid and folders")
+        tag = "e2e-contained-" + new_job_id()
+        kept = self.node.file(tag + "-kept", "the test's own\n")
+        paths = ["/tmp/%s-file" % tag, "/tmp/%s-link" % tag,
+                 "/var/tmp/%s-dir" % tag, "/dev/shm/%s-shm" % tag]
+        self.addCleanup(lambda: [subprocess.run(["rm", "-rf", p])
+                                 for p in paths])
+        code, out, report = self.run_job(LEAVE_SHARED, args=[tag, kept])
+        self.assertEqual((code, out), (0, b"left\n"), report)
+        self.assertEqual([p for p in paths if os.path.lexists(p)], [])
+        with open(kept) as f:
+            self.assertEqual(f.read(), "the test's own\n")
+        self.assertEqual(shared_memory_of(self.slot_uids()), [])
 
     def test_node_key_and_spool(self):
         if int(self.announced().split()[0]) < 2:
@@ -296,6 +335,17 @@ class StartUpChecks(harness.NodeTestCase):
         node = harness.Node(containment={"first_uid": first_uid})
         self.assert_refused(node, r"containment.first_uid: process %d runs "
                                   r"as one of the uids" % squatter.pid)
+
+    def test_a_configuration_others_may_read_is_warned_of(self):
+        node = harness.Node()
+        self.addCleanup(node.close)
+        node.start()
+        self.assertNotRegex(node.log_text(), r"secret-readable")
+        node.stop()
+        os.chmod(node.config_path, 0o644)
+        node.start()
+        self.assertRegex(node.log_since_start(),
+                         r"containment secret-readable key=configuration ")
 
 
 @needs_root

@@ -9,6 +9,7 @@
 #include "node/platform/posix/shepherd_posix.hpp"
 
 #include "node/platform/posix/cgroup_posix.hpp"
+#include "node/platform/posix/leftovers_posix.hpp"
 
 #include <cerrno>
 
@@ -288,14 +289,20 @@ void sweep(pid_t program, int& status, bool& ended) {
 }
 
 // Everything the job may have left: by its uid, by its cgroup, then
-// every process still below the shepherd.
+// every process still below the shepherd; and at level 2, what its uid
+// left in the folders and IPC it shared with the machine.
 void kill_what_is_left(const Launch& launch, pid_t program, int& status,
                        bool& ended) {
-    // In its own PID namespace the job is gone with init already.
-    if (launch.plan->set_identity && !launch.plan->namespaces)
-        contain::kill_uid(launch.plan->uid);
+    // In its own namespaces the job is gone with init already, and so
+    // are its /tmp and IPC objects.
+    const contain::ChildPlan& plan = *launch.plan;
+    const bool shared = plan.set_identity && !plan.namespaces;
+    if (shared)
+        contain::kill_uid(plan.uid);
     cgroup::kill_members(launch.cgroup_kill_fd, launch.cgroup_members_fd);
     sweep(program, status, ended);
+    if (shared)
+        leftovers::remove(plan.uid, plan.gid);
 }
 
 // The job's first process: the program itself, or init in new
