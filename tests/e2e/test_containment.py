@@ -32,6 +32,8 @@ MAX_OUTPUT_BYTES = 64 * 1024
 JOB_TIMEOUT_SECONDS = 4
 # A job that must end at its timeout: the timeout, with room to spare.
 TIMEOUT_SECONDS_AT_MOST = 8
+# A job that prints a line, after a hostile one.
+NEXT_JOB_SECONDS_AT_MOST = 3
 NOBODY = (65534, 65534)
 
 LIMITS = {
@@ -43,7 +45,20 @@ LIMITS = {
     "default_timeout_seconds": JOB_TIMEOUT_SECONDS,
 }
 
-FORK_BOMB = b"bomb() { bomb | bomb & }; bomb\nsleep 10\n"
+# Its failed forks show on its standard output.
+FORK_BOMB = b"exec 2>&1\nbomb() { bomb | bomb & }; bomb\nsleep 10\n"
+FORK_REFUSED = rb"fork: .*Resource temporarily unavailable"
+# Forks until the kernel says no; the job's processes, counted whole.
+COUNT_FORKS = (b"import os, time\n"
+               b"n = 1\n"
+               b"try:\n"
+               b"    while n < 1000:\n"
+               b"        if os.fork() == 0:\n"
+               b"            time.sleep(30)\n"
+               b"            os._exit(0)\n"
+               b"        n += 1\n"
+               b"except OSError as e:\n"
+               b"    print('refused at', n, type(e).__name__)\n")
 MEMORY_HOG = (b"chunks = []\n"
               b"while True:\n"
               b"    chunks.append(bytearray(8 * 1024 * 1024))\n")
@@ -58,6 +73,14 @@ trap '' TERM
 (trap '' TERM; exec -a "$1-child" sleep 60) &
 setsid bash -c '(trap "" TERM; exec -a "$0-detached" sleep 60) & exit 0' "$1"
 echo left
+"""
+RUNAWAYS_PAST_TIMEOUT = RUNAWAYS + b"sleep 60\n"
+# A job as the node's user may kill its shepherd: level 1 only.
+KILL_SHEPHERD = b"""\
+setsid bash -c '(trap "" TERM; exec -a "$0" sleep 30) &' "$1"
+echo started
+kill -9 $PPID 2>/dev/null
+sleep 30
 """
 # Leaves files, a folder it cannot enter, a link to a file of the
 # test's, and a System V shared memory segment where any uid may.
@@ -131,8 +154,20 @@ class ContainmentTests:
         return code, out, report
 
     def assert_next_job_runs(self):
+        started = time.monotonic()
         code, out, report = self.run_job(b"echo still fine\n")
         self.assertEqual((code, out), (0, b"still fine\n"), report)
+        self.assertLess(time.monotonic() - started, NEXT_JOB_SECONDS_AT_MOST)
+
+    def layers(self):
+        return set(self.announced().split()[1:])
+
+    def assert_gone(self, tag):
+        deadline = time.monotonic() + 3
+        while harness.processes_with(tag) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(harness.processes_with(tag), [],
+                         "processes of the job outlived it")
 
     def slot_uids(self):
         first = self.node.containment["first_uid"]
@@ -173,12 +208,23 @@ class ContainmentTests:
         # count its processes; without one a bomb would reach the machine.
         # The layers the node really has decide, not the level expected.
         counted_by = {"uid", "namespaces", "cgroup"}
-        if not counted_by & set(self.announced().split()[1:]):
+        if not counted_by & self.layers():
             self.skipTest("no layer counts a job's processes here")
         started = time.monotonic()
-        code, _, report = self.run_job(FORK_BOMB)
+        code, out, report = self.run_job(FORK_BOMB)
         self.assertLess(time.monotonic() - started, TIMEOUT_SECONDS_AT_MOST)
         self.assertEqual(report.get("OUTCOME"), "timeout", report)
+        # The bomb met the limit: the kernel refused it forks.
+        self.assertRegex(out, FORK_REFUSED)
+        self.assert_next_job_runs()
+
+    def test_process_limit_counts_the_whole_job(self):
+        if not {"uid", "namespaces", "cgroup"} & self.layers():
+            self.skipTest("no layer counts a job's processes here")
+        _, out, report = self.run_job(COUNT_FORKS, runtime="python")
+        found = re.match(rb"refused at (\d+) BlockingIOError\n$", out)
+        self.assertTrue(found, (out, report))
+        self.assertLessEqual(int(found.group(1)), MAX_PROCESSES)
         self.assert_next_job_runs()
 
     def test_memory_hog(self):
@@ -210,11 +256,35 @@ class ContainmentTests:
         self.addCleanup(harness.kill_processes_with, tag)
         code, out, report = self.run_job(RUNAWAYS, args=[tag])
         self.assertEqual((code, out), (0, b"left\n"), report)
-        deadline = time.monotonic() + 3
-        while harness.processes_with(tag) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        self.assertEqual(harness.processes_with(tag), [],
-                         "processes of the job outlived it")
+        self.assert_gone(tag)
+        self.assert_next_job_runs()
+
+    def test_detached_children_at_timeout(self):
+        tag = "e2e-contained-" + new_job_id()
+        self.addCleanup(harness.kill_processes_with, tag)
+        started = time.monotonic()
+        _, out, report = self.run_job(RUNAWAYS_PAST_TIMEOUT, args=[tag],
+                                      extra="timeout_seconds = 1")
+        self.assertLess(time.monotonic() - started, TIMEOUT_SECONDS_AT_MOST)
+        self.assertEqual((out, report.get("OUTCOME")), (b"left\n", "timeout"),
+                         report)
+        self.assert_gone(tag)
+        self.assert_next_job_runs()
+
+    def test_job_that_kills_its_shepherd(self):
+        tag = "e2e-contained-" + new_job_id()
+        self.addCleanup(harness.kill_processes_with, tag)
+        started = time.monotonic()
+        _, out, report = self.run_job(KILL_SHEPHERD, args=[tag],
+                                      extra="timeout_seconds = 2")
+        self.assertLess(time.monotonic() - started, TIMEOUT_SECONDS_AT_MOST)
+        self.assertEqual(out, b"started\n", report)
+        if self.level == 1:
+            # It could: the job ends at once, without a report.
+            self.assertEqual(report.get("STATE"), "failed", report)
+        else:
+            self.assertEqual(report.get("OUTCOME"), "timeout", report)
+        self.assert_gone(tag)
         self.assert_next_job_runs()
 
     def test_shared_folders_are_left_clean(self):
