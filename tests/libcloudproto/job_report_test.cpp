@@ -44,6 +44,19 @@ TEST_CASE("a timestamp the clock cannot hold is refused, never wrapped") {
     CHECK(parse_timestamp("1677-09-22T00:00:00.000Z"));
 }
 
+// Found by fuzz/fuzz_job_report: before 1970 the milliseconds came out
+// negative ("...00.-995Z"), which no node could read back.
+TEST_CASE("a timestamp before 1970 is written as it was read") {
+    for (std::string text : {"1969-01-01T00:00:00.005Z",
+                             "1969-12-31T23:59:59.999Z",
+                             "1900-02-28T12:30:00.500Z"}) {
+        CAPTURE(text);
+        auto t = parse_timestamp(text);
+        REQUIRE(t);
+        CHECK(format_timestamp(*t) == text);
+    }
+}
+
 TEST_CASE("a finished report survives to_fields and from_fields") {
     JobReport r;
     r.job_id = "abcdefghijklmnop";
