@@ -841,6 +841,9 @@ class PostfixServer:
     def start(self):
         if self._running:
             raise RuntimeError("Postfix already running")
+        if os.geteuid() != 0:
+            raise RuntimeError("a private Postfix needs root: its daemons "
+                               "start as root and become the postfix user")
         self.sink.start()
         self._configure()
         if self._postfix("start") != 0:
