@@ -42,6 +42,8 @@ void write(Level l, std::string_view id, std::string_view component,
     }
     line += '\n';
     std::fwrite(line.data(), 1, line.size(), stderr);
+    // Windows' C runtime buffers stderr when it is a file or a pipe.
+    std::fflush(stderr);
 }
 
 std::string value(std::string_view bytes, std::size_t max_bytes) {

@@ -8,6 +8,17 @@ using namespace cloudnode;
 
 namespace {
 
+// An absolute program path on the platform under test.
+#if defined(_WIN32)
+const std::string perl = "C:/Perl/bin/perl.exe";
+const std::string python311 = "C:/Python311/python.exe";
+constexpr bool on_windows = true;
+#else
+const std::string perl = "/usr/bin/perl";
+const std::string python311 = "/usr/bin/python3.11";
+constexpr bool on_windows = false;
+#endif
+
 const std::string minimal = R"(
 [node]
 name = "alpha"
@@ -43,7 +54,9 @@ TEST_CASE("a minimal configuration gets the defaults") {
     CHECK_FALSE(c.find_runtime("perl"));
 }
 
-TEST_CASE("the example configuration is valid") {
+// TODO(#6): a Windows example; until then the Linux one is checked on
+// Linux only, its runtimes' programs being Linux paths.
+TEST_CASE("the example configuration is valid" * doctest::skip(on_windows)) {
     auto c = load_config(CLOUDPROTO_SOURCE_DIR "/examples/one-node.toml");
     CHECK(c.name == "alpha");
     CHECK(c.listen_tls.size() == 1);
@@ -78,22 +91,22 @@ TEST_CASE("a bad configuration names the file, the key and the fault") {
         {minimal + "[mail]\nfrom = \"not an address\"\n", "mail.from"},
         {minimal + "[node]\nlog_level = \"loud\"\n", "node"},
         {minimal + "[runtimes.Perl]\nextension = \"pl\"\n"
-                   "command = [\"/usr/bin/perl\", \"{script}\"]\n",
+                   "command = [\"" + perl + "\", \"{script}\"]\n",
          "runtimes.Perl: is not a valid runtime name"},
         {minimal + "[runtimes.perl]\nextension = \"pl\"\n"
                    "command = [\"perl\", \"{script}\"]\n",
          "runtimes.perl.command: must start with an absolute path"},
         {minimal + "[runtimes.perl]\nextension = \"pl\"\n"
-                   "command = [\"/usr/bin/perl\"]\n",
+                   "command = [\"" + perl + "\"]\n",
          "runtimes.perl.command: must contain \"{script}\""},
-        {minimal + "[runtimes.perl]\ncommand = [\"/usr/bin/perl\", "
+        {minimal + "[runtimes.perl]\ncommand = [\"" + perl + "\", "
                    "\"{script}\"]\n",
          "runtimes.perl.extension: is required"},
         {minimal + "[runtimes.perl]\nextension = \"../x\"\n"
-                   "command = [\"/usr/bin/perl\", \"{script}\"]\n",
+                   "command = [\"" + perl + "\", \"{script}\"]\n",
          "runtimes.perl.extension: must be 1 to 16 lower-case"},
         {minimal + "[runtimes.perl]\nextension = \"pl\"\nflavour = 1\n"
-                   "command = [\"/usr/bin/perl\", \"{script}\"]\n",
+                   "command = [\"" + perl + "\", \"{script}\"]\n",
          "runtimes.perl.flavour: is not a known key"},
         {minimal + "[limits]\nslotz = 3\n", "limits.slotz: is not a known key"},
         {minimal + "[mailer]\n", "mailer: is not a known key"},
@@ -109,13 +122,13 @@ TEST_CASE("a bad configuration names the file, the key and the fault") {
 TEST_CASE("a runtime name may hold a dot") {
     auto c = parse_config(minimal + R"([runtimes."python3.11"]
 extension = "py"
-command = ["/usr/bin/python3.11", "{script}"]
+command = [")" + python311 + R"(", "{script}"]
 )",
                           "/etc/cloud/node.toml");
     REQUIRE(c.find_runtime("python3.11"));
     CHECK(c.find_runtime("python3.11")->extension == "py");
     CHECK(error_of(minimal + R"([runtimes."python3.11"]
-command = ["/usr/bin/python3.11", "{script}"]
+command = [")" + python311 + R"(", "{script}"]
 )")
               .find("runtimes.\"python3.11\".extension: is required") !=
           std::string::npos);

@@ -326,6 +326,11 @@ inline std::string read_whole(const std::filesystem::path& path) {
 
 // nullopt when this machine has no Debian python3 to ask.
 inline std::optional<PythonView> read_with_python(const std::string& message) {
+#if defined(_WIN32)
+    // Under Wine the Linux python3 is a file too, but no program to run.
+    MESSAGE("a Windows build: cross-check with Python skipped");
+    return std::nullopt;
+#endif
     if (!std::filesystem::exists(system_python)) {
         MESSAGE("no " << system_python << ": cross-check with Python skipped");
         return std::nullopt;
