@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 
 #include <fcntl.h>
 #include <grp.h>
@@ -23,14 +24,35 @@ namespace {
 // Where any uid may leave files (world-writable, sticky).
 constexpr const char* shared_folders[] = {"/tmp", "/var/tmp", "/dev/shm",
                                           "/dev/mqueue", "/run/lock"};
+static_assert(std::size(shared_folders) <=
+              std::size(Snapshot{}.modified));
+
+// A folder's time stamps come from a coarse clock: one changed this
+// close to the snapshot may have changed again unseen.
+constexpr time_t stamp_margin_seconds = 2;
 
 // A job can make more than this; what is past it stays.
 constexpr int max_depth = 32;
 constexpr long max_entries = 100'000;
 
-// The System V IPC objects listed in /proc/sysvipc, the id second on
-// each line after a header.
-enum class Ipc { msg, sem, shm };
+// The System V IPC objects, as /proc/sysvipc lists them: a header,
+// then a line of numbers per object, its id second; where its owner's
+// and its creator's uids are.
+struct IpcListing {
+    const char* path;
+    int (*remove)(int id);
+    int owner_field;
+    int creator_field;
+};
+constexpr IpcListing ipc_listings[] = {
+    {"/proc/sysvipc/msg", [](int id) { return msgctl(id, IPC_RMID, nullptr); },
+     7, 9},
+    {"/proc/sysvipc/sem", [](int id) { return semctl(id, 0, IPC_RMID); }, 4,
+     6},
+    {"/proc/sysvipc/shm", [](int id) { return shmctl(id, IPC_RMID, nullptr); },
+     7, 9},
+};
+constexpr int max_fields = 20;
 
 struct Dirent64 {
     std::uint64_t ino;
@@ -122,77 +144,156 @@ void remove_files(uid_t uid) {
     }
 }
 
-void remove_ipc(Ipc kind, int id) {
-    switch (kind) {
-    case Ipc::msg:
-        msgctl(id, IPC_RMID, nullptr);
-        break;
-    case Ipc::sem:
-        semctl(id, 0, IPC_RMID);
-        break;
-    case Ipc::shm:
-        shmctl(id, IPC_RMID, nullptr);
-        break;
-    }
-}
-
-// Tries to remove every object listed: the kernel lets the uid remove
-// its own only.
-void remove_ipc_objects(const char* listing, Ipc kind) {
-    const int fd = open(listing, O_RDONLY | O_CLOEXEC);
+// Calls `row` with the numbers of each object's line, up to
+// max_fields of them, until it returns false.
+template <typename Row>
+void for_each_object(const IpcListing& listing, Row row) {
+    const int fd = open(listing.path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return;
     char chunk[1024];
-    int line = 0;
-    int field = -1; // on this line, from 0
+    long fields[max_fields];
+    int field = -1; // the number being read on this line, from 0
     bool in_field = false;
-    bool number = true;
-    long id = 0;
-    for (;;) {
+    bool header = true;
+    bool more = true;
+    while (more) {
         const ssize_t n = read(fd, chunk, sizeof chunk);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             break;
-        for (ssize_t i = 0; i < n; ++i) {
+        for (ssize_t i = 0; i < n && more; ++i) {
             const char c = chunk[i];
-            if (c == '\n' || c == ' ' || c == '\t') {
-                if (in_field && field == 1 && line > 0 && number)
-                    remove_ipc(kind, static_cast<int>(id));
-                in_field = false;
-                if (c == '\n') {
-                    ++line;
-                    field = -1;
-                }
+            if (c >= '0' && c <= '9') {
+                if (!in_field && ++field < max_fields)
+                    fields[field] = 0;
+                in_field = true;
+                if (field < max_fields)
+                    fields[field] = fields[field] * 10 + (c - '0');
                 continue;
             }
-            if (!in_field) {
-                in_field = true;
-                ++field;
-                number = true;
-                id = 0;
-            }
-            if (c >= '0' && c <= '9')
-                id = id * 10 + (c - '0');
-            else
-                number = false;
+            in_field = false;
+            if (c != '\n')
+                continue;
+            const int count = field + 1 < max_fields ? field + 1 : max_fields;
+            if (!header)
+                more = row(fields, count);
+            header = false;
+            field = -1;
         }
     }
     close(fd);
 }
 
+// Whether `uid` owns or made an object of the listing.
+bool owns_ipc(const IpcListing& listing, uid_t uid) {
+    bool found = false;
+    for_each_object(listing, [&](const long* fields, int count) {
+        const auto is_uid = [&](int field) {
+            return field < count && fields[field] == static_cast<long>(uid);
+        };
+        found = is_uid(listing.owner_field) || is_uid(listing.creator_field);
+        return !found;
+    });
+    return found;
+}
+
+bool same_time(const timespec& a, const timespec& b) {
+    return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+// Whether the folder open as `dir` may hold entries made since the
+// snapshot.
+bool changed_since(int dir, std::size_t index, const Snapshot& before) {
+    struct stat st {};
+    if (fstat(dir, &st) != 0)
+        return true;
+    return !same_time(st.st_mtim, before.modified[index]) ||
+           st.st_mtim.tv_sec + stamp_margin_seconds >= before.taken.tv_sec;
+}
+
+// Whether `uid` owns an entry at the top of a shared folder changed
+// since the snapshot.
+bool owns_file(uid_t uid, const Snapshot& before) {
+    alignas(Dirent64) char buffer[2048];
+    bool found = false;
+    for (std::size_t i = 0; i < std::size(shared_folders); ++i) {
+        const int dir =
+            open(shared_folders[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dir < 0)
+            continue;
+        if (!changed_since(dir, i, before)) {
+            close(dir);
+            continue;
+        }
+        long n;
+        while (!found &&
+               (n = syscall(SYS_getdents64, dir, buffer, sizeof buffer)) > 0) {
+            for (long at = 0; at < n && !found;) {
+                const auto* entry = reinterpret_cast<const Dirent64*>(buffer +
+                                                                      at);
+                at += entry->reclen;
+                struct stat st {};
+                found = !is_dot(entry->name) &&
+                        fstatat(dir, entry->name, &st, AT_SYMLINK_NOFOLLOW) ==
+                            0 &&
+                        st.st_uid == uid;
+            }
+        }
+        close(dir);
+        if (found)
+            return true;
+    }
+    return false;
+}
+
+bool anything_left(uid_t uid, const Snapshot& before) {
+    if (owns_file(uid, before))
+        return true;
+    for (const auto& listing : ipc_listings) {
+        if (owns_ipc(listing, uid))
+            return true;
+    }
+    return false;
+}
+
+// Tries to remove every object listed: the kernel lets the uid remove
+// its own only.
+void remove_ipc_objects() {
+    for (const auto& listing : ipc_listings) {
+        for_each_object(listing, [&](const long* fields, int count) {
+            if (count > 1)
+                listing.remove(static_cast<int>(fields[1]));
+            return true;
+        });
+    }
+}
+
 } // namespace
 
-void remove(uid_t uid, gid_t gid) {
+Snapshot snapshot() {
+    Snapshot s;
+    clock_gettime(CLOCK_REALTIME, &s.taken);
+    for (std::size_t i = 0; i < std::size(shared_folders); ++i) {
+        struct stat st {};
+        if (stat(shared_folders[i], &st) == 0)
+            s.modified[i] = st.st_mtim;
+    }
+    return s;
+}
+
+void remove(uid_t uid, gid_t gid, const Snapshot& before) {
+    // Looking, as the shepherd, only reads.
+    if (!anything_left(uid, before))
+        return;
     const pid_t pid = fork();
     if (pid == 0) {
         if (setgroups(0, nullptr) != 0 || setresgid(gid, gid, gid) != 0 ||
             setresuid(uid, uid, uid) != 0)
             _exit(1);
         remove_files(uid);
-        remove_ipc_objects("/proc/sysvipc/msg", Ipc::msg);
-        remove_ipc_objects("/proc/sysvipc/sem", Ipc::sem);
-        remove_ipc_objects("/proc/sysvipc/shm", Ipc::shm);
+        remove_ipc_objects();
         _exit(0);
     }
     if (pid > 0) {

@@ -288,21 +288,26 @@ void sweep(pid_t program, int& status, bool& ended) {
     }
 }
 
+// Level 2: the job's uid is its own, its folders and IPC the machine's.
+bool shares_machine(const contain::ChildPlan& plan) {
+    return plan.set_identity && !plan.namespaces;
+}
+
 // Everything the job may have left: by its uid, by its cgroup, then
 // every process still below the shepherd; and at level 2, what its uid
 // left in the folders and IPC it shared with the machine.
 void kill_what_is_left(const Launch& launch, pid_t program, int& status,
-                       bool& ended) {
+                       bool& ended, const leftovers::Snapshot& before) {
     // In its own namespaces the job is gone with init already, and so
     // are its /tmp and IPC objects.
     const contain::ChildPlan& plan = *launch.plan;
-    const bool shared = plan.set_identity && !plan.namespaces;
+    const bool shared = shares_machine(plan);
     if (shared)
         contain::kill_uid(plan.uid);
     cgroup::kill_members(launch.cgroup_kill_fd, launch.cgroup_members_fd);
     sweep(program, status, ended);
     if (shared)
-        leftovers::remove(plan.uid, plan.gid);
+        leftovers::remove(plan.uid, plan.gid, before);
 }
 
 // The job's first process: the program itself, or init in new
@@ -351,6 +356,9 @@ pid_t start_first(const contain::ChildPlan& plan) {
         (plan.namespaces && pipe2(init_pipe, O_CLOEXEC) != 0))
         fail_shepherd(fd_status, contain::stage_pipe);
     const pid_t shepherd = getpid();
+    const leftovers::Snapshot before = shares_machine(plan)
+                                           ? leftovers::snapshot()
+                                           : leftovers::Snapshot{};
     const pid_t first = start_first(plan);
     if (first < 0)
         fail_shepherd(fd_status, plan.namespaces ? contain::stage_namespaces
@@ -391,7 +399,7 @@ pid_t start_first(const contain::ChildPlan& plan) {
         report.stage = failure.stage;
         report.error = failure.error;
         report.detail = failure.detail;
-        kill_what_is_left(launch, first, status, ended);
+        kill_what_is_left(launch, first, status, ended, before);
         finish_shepherd(fd_status, report);
     }
 
@@ -410,7 +418,7 @@ pid_t start_first(const contain::ChildPlan& plan) {
         }
     }
 
-    kill_what_is_left(launch, first, status, ended);
+    kill_what_is_left(launch, first, status, ended, before);
 
     // Under init, the program's own status came through init's pipe.
     if (plan.namespaces && !report.stopped) {
