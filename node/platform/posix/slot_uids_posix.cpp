@@ -3,10 +3,12 @@
 #include "node/platform/containment.hpp"
 
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <string>
 #include <system_error>
+#include <thread>
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -20,6 +22,12 @@ namespace cloudnode::platform::slot_uids {
 namespace {
 
 constexpr const char* key = "containment.first_uid";
+
+// A node restarted at once after a crash may find its last jobs' last
+// processes still dying (their shepherds sweep them as the node goes):
+// the scan is tried again for this long before the node gives up.
+constexpr std::chrono::milliseconds process_scan_patience{3000};
+constexpr std::chrono::milliseconds process_scan_pause{100};
 
 std::string range_text(uid_t first, std::size_t count) {
     return std::to_string(first) + " to " +
@@ -64,8 +72,8 @@ void check_not_in_databases(uid_t first, std::size_t count) {
     }
 }
 
-// The first pid whose real, effective, saved or file system uid or gid
-// is in the range; 0 when none.
+// The first live pid whose real, effective, saved or file system uid
+// or gid is in the range; 0 when none. Zombies do not count.
 pid_t find_process_of(uid_t first, std::size_t count) {
     DIR* proc = opendir("/proc");
     if (proc == nullptr)
@@ -76,7 +84,13 @@ pid_t find_process_of(uid_t first, std::size_t count) {
         if (name.find_first_not_of("0123456789") != std::string::npos)
             continue;
         std::ifstream status("/proc/" + name + "/status");
-        for (std::string line; found == 0 && std::getline(status, line);) {
+        pid_t candidate = 0;
+        for (std::string line; std::getline(status, line);) {
+            const bool dead = line.rfind("State:\t", 0) == 0 &&
+                              line.size() > 7 &&
+                              (line[7] == 'Z' || line[7] == 'X');
+            if (dead)
+                break;
             if (line.rfind("Uid:", 0) != 0 && line.rfind("Gid:", 0) != 0)
                 continue;
             const char* at = line.c_str() + 4;
@@ -86,10 +100,11 @@ pid_t find_process_of(uid_t first, std::size_t count) {
                 if (end == at)
                     break;
                 if (within(id, first, count))
-                    found = static_cast<pid_t>(std::stol(name));
+                    candidate = static_cast<pid_t>(std::stol(name));
                 at = end;
             }
         }
+        found = candidate;
         if (found != 0)
             break;
     }
@@ -119,7 +134,14 @@ int claim(uid_t first, std::size_t count) {
     }
     try {
         check_not_in_databases(first, count);
-        if (const pid_t pid = find_process_of(first, count))
+        pid_t pid = find_process_of(first, count);
+        for (auto waited = std::chrono::milliseconds(0);
+             pid != 0 && waited < process_scan_patience;
+             waited += process_scan_pause) {
+            std::this_thread::sleep_for(process_scan_pause);
+            pid = find_process_of(first, count);
+        }
+        if (pid != 0)
             throw SettingsError(std::string(key) + ": process " +
                                 std::to_string(pid) +
                                 " runs as one of the uids " +
