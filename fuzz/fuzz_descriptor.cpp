@@ -44,9 +44,9 @@ void check_accepted(const Descriptor& d) {
 // The reply session.cpp sends for a refused descriptor.
 void check_refused(const DescriptorError& e) {
     check(!e.field.empty() && !e.reason.empty(), "refusal without a why");
-    std::string line = cloudproto::encode_reply(
-        cloudproto::reply_code::descriptor_rejected,
-        "descriptor rejected: " + e.to_string());
+    std::string line =
+        cloudproto::encode_reply(cloudproto::reply_code::descriptor_rejected,
+                                 "descriptor rejected: " + e.to_string());
     check(line.size() <= cloudproto::max_line_bytes, "553 line too long");
     for (std::size_t i = 0; i + 2 < line.size(); ++i) {
         auto c = static_cast<unsigned char>(line[i]);

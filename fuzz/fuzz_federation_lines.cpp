@@ -47,8 +47,8 @@ void check_capacity(std::string_view line) {
     auto capacity = cloudproto::parse_capacity(line);
     if (!capacity)
         return;
-    auto again = cloudproto::parse_capacity(
-        cloudproto::format_capacity(*capacity));
+    auto again =
+        cloudproto::parse_capacity(cloudproto::format_capacity(*capacity));
     check(again && again->runtime == capacity->runtime &&
               again->free_slots == capacity->free_slots &&
               again->queued_jobs == capacity->queued_jobs,

@@ -31,8 +31,8 @@ void check_timestamp(std::string_view text) {
     auto when = cloudproto::parse_timestamp(text);
     if (!when)
         return;
-    auto again = cloudproto::parse_timestamp(
-        cloudproto::format_timestamp(*when));
+    auto again =
+        cloudproto::parse_timestamp(cloudproto::format_timestamp(*when));
     check(again && *again == *when, "a timestamp reads differently");
 }
 
@@ -47,8 +47,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data,
     while (!text.empty()) {
         auto lf = text.find('\n');
         std::string_view line = text.substr(0, lf);
-        text.remove_prefix(lf == std::string_view::npos ? text.size()
-                                                        : lf + 1);
+        text.remove_prefix(lf == std::string_view::npos ? text.size() : lf + 1);
         auto field = cloudproto::parse_field(line);
         if (!field)
             continue;

@@ -101,8 +101,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data,
         return 0;
     const std::size_t max = limits[data[0] % std::size(limits)];
     Choices choose(data[1]);
-    std::string_view stream(reinterpret_cast<const char*>(data) + 2,
-                            size - 2);
+    std::string_view stream(reinterpret_cast<const char*>(data) + 2, size - 2);
 
     LineReader reader(max);
     Model model(max);
