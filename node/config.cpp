@@ -1,4 +1,5 @@
 #include "node/config.hpp"
+#include "node/platform/runtimes.hpp"
 
 #include "cloudproto/descriptor.hpp"
 #include "cloudproto/federation.hpp"
@@ -143,13 +144,6 @@ private:
     std::string prefix_;
 };
 
-std::vector<Runtime> default_runtimes() {
-    return {
-        {"bash", "sh", {"/bin/bash", "{script}"}},
-        {"python", "py", {"/usr/bin/python3", "-I", "{script}"}},
-    };
-}
-
 // The script's file name ends with it: job.<extension>.
 bool is_extension(std::string_view ext) {
     if (ext.empty() || ext.size() > 16)
@@ -166,7 +160,7 @@ std::vector<Runtime> read_runtimes(const toml::table& root,
                                    const Reader& r) {
     auto* table = root["runtimes"].as_table();
     if (!root["runtimes"])
-        return default_runtimes();
+        return platform::default_runtimes();
     if (!table)
         r.fail("runtimes", "must be a table of runtimes");
 
@@ -198,7 +192,7 @@ std::vector<Runtime> read_runtimes(const toml::table& root,
             rr.fail("command", "must start with an absolute path");
         bool has_script = false;
         for (const auto& word : rt.command)
-            has_script |= word == "{script}";
+            has_script |= word == Runtime::script_placeholder;
         if (!has_script)
             rr.fail("command", "must contain \"{script}\"");
         out.push_back(std::move(rt));
@@ -452,6 +446,23 @@ const Peer* Federation::find_peer(std::string_view wanted) const {
             return &p;
     }
     return nullptr;
+}
+
+std::vector<std::string>
+Runtime::command_with(const std::vector<std::string>& args) const {
+    std::vector<std::string> out = command;
+    out.insert(out.end(), args.begin(), args.end());
+    return out;
+}
+
+std::vector<std::string>
+Runtime::with_script(std::vector<std::string> command,
+                     const std::string& script) {
+    for (auto& word : command) {
+        if (word == script_placeholder)
+            word = script;
+    }
+    return command;
 }
 
 const Runtime* Config::find_runtime(std::string_view wanted) const {

@@ -11,14 +11,25 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace cloudnode {
 
 struct Runtime {
+    static constexpr std::string_view script_placeholder = "{script}";
+
     std::string name;      // the open token customers name: "bash"
     std::string extension; // the script's file name ends with it: "sh"
     std::vector<std::string> command; // "{script}" marks the script
+
+    // What a job with these arguments runs: the command, then the
+    // arguments; "{script}" still marks the script.
+    std::vector<std::string>
+    command_with(const std::vector<std::string>& args) const;
+    // Each "{script}" of `command` replaced by `script`.
+    static std::vector<std::string>
+    with_script(std::vector<std::string> command, const std::string& script);
 };
 
 struct ListenAddress {

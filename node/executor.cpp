@@ -1,5 +1,6 @@
 #include "node/executor.hpp"
 
+#include "node/config.hpp"
 #include "node/platform/job_folder.hpp"
 #include "node/platform/job_process.hpp"
 
@@ -16,8 +17,6 @@ namespace {
 namespace fs = std::filesystem;
 using platform::JobProcess;
 using platform::JobStream;
-
-constexpr std::string_view script_placeholder = "{script}";
 
 // Job ids come from peers: only these bytes reach a folder name.
 constexpr std::size_t max_folder_id_bytes = 64;
@@ -150,8 +149,7 @@ void Executor::Impl::start(const std::shared_ptr<Job>& job) {
 
     // The command line and a clean environment.
     platform::JobSpec spec;
-    for (const auto& arg : request.command)
-        spec.argv.push_back(arg == script_placeholder ? script.string() : arg);
+    spec.argv = Runtime::with_script(request.command, script.string());
     if (spec.argv.empty())
         return fail(job, "empty command");
     spec.argv.front() = platform::resolve_program(spec.argv.front());

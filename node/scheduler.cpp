@@ -83,11 +83,9 @@ void Scheduler::start(Job& job) {
     ExecutionRequest req;
     req.job_id = job.id();
     if (runtime) {
-        req.command = runtime->command;
+        req.command = runtime->command_with(job.descriptor.args);
         req.script_name = "job." + runtime->extension;
     }
-    req.command.insert(req.command.end(), job.descriptor.args.begin(),
-                       job.descriptor.args.end());
     req.script = job.script;
     req.timeout = job.descriptor.timeout.value_or(config_.default_timeout);
     req.max_output_bytes = config_.max_output_bytes;

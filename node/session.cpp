@@ -1,4 +1,5 @@
 #include "node/session.hpp"
+#include "node/platform/runtimes.hpp"
 #include "node/until_called.hpp"
 
 #include "cloudproto/descriptor.hpp"
@@ -490,8 +491,28 @@ std::optional<std::string> Session::check_descriptor(Job& job) {
         reply(code::descriptor_rejected, "descriptor rejected: " + text);
         return text;
     }
+    if (offered.offer == Router::Offer::here) {
+        if (auto why = arguments_problem(d); !why.empty()) {
+            reply(code::descriptor_rejected,
+                  "descriptor rejected: args: " + why);
+            return "args: " + why;
+        }
+    }
     job.descriptor = std::move(d);
     return std::nullopt;
+}
+
+// Why this node's program for the job's runtime could not receive its
+// arguments unchanged (a Windows command line cannot carry every
+// string), or an empty string when it can. The script's path is one the
+// executor would choose, for a runtime whose program sees it.
+std::string Session::arguments_problem(const cloudproto::Descriptor& d) const {
+    const Runtime* runtime = ctx_.config.find_runtime(d.runtime);
+    if (!runtime)
+        return {};
+    const auto script = ctx_.config.work_dir / "job" / ("job." + runtime->extension);
+    return platform::argument_problem(Runtime::with_script(
+        runtime->command_with(d.args), script.string()));
 }
 
 // Custody: the job is in the table at once (so that a second copy of it

@@ -96,6 +96,7 @@ private:
     asio::awaitable<void> owe_result_too(const std::string& id);
     void answer_known(const Job& known, const Job& again);
     std::optional<std::string> check_descriptor(Job& job);
+    std::string arguments_problem(const cloudproto::Descriptor& d) const;
     Job* check_job(const std::string& id);
     asio::awaitable<bool> store(Job& job);
 

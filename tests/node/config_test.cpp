@@ -2,11 +2,14 @@
 
 #include <doctest/doctest.h>
 
+#include <filesystem>
 #include <string>
 
 using namespace cloudnode;
 
 namespace {
+
+namespace fs = std::filesystem;
 
 // An absolute program path on the platform under test.
 #if defined(_WIN32)
@@ -48,19 +51,50 @@ TEST_CASE("a minimal configuration gets the defaults") {
     CHECK(c.max_job_bytes == 1024 * 1024);
     CHECK(c.default_timeout.count() == 60);
     CHECK(c.mail_from == "cloud-node@alpha");
-    REQUIRE(c.runtimes.size() == 2);
-    CHECK(c.find_runtime("bash"));
-    CHECK(c.find_runtime("python")->command[0] == "/usr/bin/python3");
     CHECK_FALSE(c.find_runtime("perl"));
 }
 
-// TODO(#6): a Windows example; until then the Linux one is checked on
-// Linux only, its runtimes' programs being Linux paths.
+TEST_CASE("without [runtimes] a POSIX node offers bash and python" *
+          doctest::skip(on_windows)) {
+    auto c = parse_config(minimal, "/etc/cloud/node.toml");
+    REQUIRE(c.runtimes.size() == 2);
+    CHECK(c.find_runtime("bash")->command[0] == "/bin/bash");
+    CHECK(c.find_runtime("python")->command[0] == "/usr/bin/python3");
+    CHECK_FALSE(c.find_runtime("batch"));
+}
+
+TEST_CASE("without [runtimes] a Windows node offers batch through cmd.exe" *
+          doctest::skip(!on_windows)) {
+    auto c = parse_config(minimal, "C:/cloud/node.toml");
+    const cloudnode::Runtime* batch = c.find_runtime("batch");
+    REQUIRE(batch);
+    CHECK(batch->extension == "bat");
+    REQUIRE(batch->command.size() == 4);
+    CHECK(fs::path(batch->command[0]).filename() == "cmd.exe");
+    CHECK(fs::path(batch->command[0]).is_absolute());
+    CHECK(batch->command[1] == "/d");
+    CHECK(batch->command[2] == "/c");
+    CHECK(batch->command[3] == "{script}");
+    CHECK_FALSE(c.find_runtime("bash"));
+    // python only where an interpreter is found (never under Wine in CI).
+    if (const auto* python = c.find_runtime("python"))
+        CHECK(fs::path(python->command[0]).is_absolute());
+}
+
 TEST_CASE("the example configuration is valid" * doctest::skip(on_windows)) {
     auto c = load_config(CLOUDPROTO_SOURCE_DIR "/examples/one-node.toml");
     CHECK(c.name == "alpha");
     CHECK(c.listen_tls.size() == 1);
     CHECK(c.listen_plain.size() == 1);
+}
+
+TEST_CASE("the federation's Windows example configuration is valid" *
+          doctest::skip(!on_windows)) {
+    auto c = load_config(CLOUDPROTO_SOURCE_DIR
+                         "/examples/federation/provider-a-windows.toml");
+    CHECK(c.name == "provider-a-windows");
+    CHECK(c.find_runtime("batch"));
+    CHECK(c.federation.peers.size() == 3);
 }
 
 TEST_CASE("a bad configuration names the file, the key and the fault") {
