@@ -1,4 +1,5 @@
 #include "node/node.hpp"
+#include "node/platform/private_files.hpp"
 
 #include "cloudproto/log.hpp"
 #include "cloudproto/tls.hpp"
@@ -40,13 +41,9 @@ const Config& prepared(const Config& c) {
     log::Level level;
     if (log::parse_level(c.log_level, level))
         log::set_level(level);
-    using fs::perms;
-    for (const auto& folder : {c.spool_dir, c.outbox_dir, c.work_dir}) {
-        fs::create_directories(folder);
-        fs::permissions(folder, perms::owner_all);
-    }
-    fs::permissions(c.work_dir, perms::others_exec | perms::group_exec,
-                    fs::perm_options::add);
+    for (const auto& folder : {c.spool_dir, c.outbox_dir, c.work_dir})
+        platform::make_private_folder(folder);
+    platform::let_jobs_cross(c.work_dir);
     return c;
 }
 
@@ -69,10 +66,7 @@ std::vector<fs::path> node_files(const Config& c) {
 // A secret that other users may read is one a job may read too, below
 // the namespaces layer.
 void warn_if_readable(const fs::path& secret, std::string_view key) {
-    std::error_code ec;
-    auto p = fs::status(secret, ec).permissions();
-    if (!ec && (p & (fs::perms::group_read | fs::perms::others_read)) !=
-                   fs::perms::none)
+    if (platform::readable_by_others(secret))
         log::warn("-", "containment", "secret-readable", "key={} file={}", key,
                   log::value(secret.string()));
 }
