@@ -124,8 +124,9 @@ class Federation:
     """Nodes that are each other's peers, each in its own folder, with a
     shared folder for the tests' files (`folder`).
 
-    nodes: {name: {"limits": {...}, "runtimes": {...}}} (runtimes as
-    harness.Node takes them; None keeps the node's defaults).
+    nodes: {name: {"limits": {...}, "runtimes": {...}, "windows": bool}}
+    (runtimes as harness.Node takes them; None keeps the node's defaults;
+    windows: the node is the Windows build's, under Wine).
     peers: {name: [peer names]}; None is a full mesh.
     authority: False leaves [federation] authority out (every peer must
     then be pinned).
@@ -160,15 +161,18 @@ class Federation:
                 plain_port=plain_port, limits=spec.get("limits"),
                 runtimes=spec.get("runtimes"), log_level=log_level,
                 containment=harness.WITNESS_CONTAINMENT,
+                windows=spec.get("windows", False),
                 extra_config=self._federation_tables(
                     name, hop_limit, capacity_interval_seconds,
-                    relay_timeout_seconds))
+                    relay_timeout_seconds, spec.get("windows", False)))
 
-    def _federation_tables(self, name, hop_limit, interval, relay_timeout):
+    def _federation_tables(self, name, hop_limit, interval, relay_timeout,
+                           windows):
         q = toml_string
         text = ["[federation]"]
         if self.authority:
-            text.append("authority = %s" % q(self.certs.ca))
+            ca = harness.wine_path(self.certs.ca) if windows else self.certs.ca
+            text.append("authority = %s" % q(ca))
         text += ["hop_limit = %d" % hop_limit,
                 "capacity_interval_seconds = %d" % interval,
                 "relay_timeout_seconds = %d" % relay_timeout]

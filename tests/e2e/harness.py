@@ -32,6 +32,11 @@ NODE_BINARY = os.environ.get("CLOUD_NODE",
 SUBMIT_BINARY = os.environ.get(
     "CLOUD_SUBMIT", os.path.join(SOURCE_DIR, "build/submit-cli/cloud-submit"))
 KEEP_FOLDERS = os.environ.get("CLOUDPROTO_E2E_KEEP") == "1"
+# The Windows build's cloud-node.exe, run under Wine by scripts/wine-run
+# (test_windows_node.py; scripts/windows-check sets it).
+WINDOWS_NODE_BINARY = os.environ.get("CLOUD_NODE_WINDOWS")
+# Wine starts slower than a native node, the first time above all.
+WINDOWS_START_TIMEOUT_SECONDS = 60
 
 NODE_NAME = "e2e"
 START_TIMEOUT_SECONDS = 10
@@ -134,6 +139,12 @@ def certificates():
 WITNESS_CONTAINMENT = {"disable": ["namespaces"]}
 
 
+def wine_path(path):
+    """A path of this machine as a Windows program under Wine reads it:
+    Wine's drive Z: is the root."""
+    return "Z:" + path
+
+
 def witness_file(path):
     """Creates `path` empty, writable by any job's uid; returns it."""
     with open(path, "ab"):
@@ -187,13 +198,16 @@ class Node:
     def __init__(self, limits=None, runtimes=None, log_level="info",
                  plain=True, name=NODE_NAME, certs=None, tls_port=0,
                  plain_port=0, extra_config="", containment=None,
-                 run_as=None, parent=None, own_certs=False):
+                 run_as=None, parent=None, own_certs=False, windows=False):
         self.folder = tempfile.mkdtemp(prefix="cloudproto-e2e-node-",
                                        dir=parent)
         # Jobs' uids come from the work folder's parents: others must be
         # able to cross them (mkdtemp makes them 0700).
         os.chmod(self.folder, 0o711)
         self.name = name
+        # A Windows node under Wine reads its folders as drive Z:, which
+        # Wine maps to the root of this machine.
+        self.windows = windows
         self.certs = certs or certificates()
         self.ca = os.path.join(self.certs, "ca.crt")
         self.limits = dict(self.DEFAULT_LIMITS)
@@ -239,12 +253,19 @@ class Node:
 
     # configuration
 
+    def native(self, path):
+        """`path` as the node reads it."""
+        return wine_path(path) if self.windows else path
+
     def _write_config(self):
         q = toml_string
+
+        def path(value):
+            return toml_string(self.native(value))
         text = ["[node]",
                 "name = %s" % q(self.name),
-                "spool_dir = %s" % q(self.spool_dir),
-                "work_dir = %s" % q(self.work_dir),
+                "spool_dir = %s" % path(self.spool_dir),
+                "work_dir = %s" % path(self.work_dir),
                 "log_level = %s" % q(self.log_level),
                 "",
                 "[listen]",
@@ -253,9 +274,9 @@ class Node:
             text.append('plain = ["127.0.0.1:%d"]' % self.listen_ports[1])
         text += ["",
                  "[tls]",
-                 "certificate = %s" % q(os.path.join(self.certs,
+                 "certificate = %s" % path(os.path.join(self.certs,
                                                       self.name + ".crt")),
-                 "private_key = %s" % q(os.path.join(self.certs,
+                 "private_key = %s" % path(os.path.join(self.certs,
                                                       self.name + ".key")),
                  "",
                  "[limits]"]
@@ -264,7 +285,7 @@ class Node:
         text += ["",
                  "[mail]",
                  'from = "cloud-node@e2e.example"',
-                 "outbox_dir = %s" % q(self.outbox_dir)]
+                 "outbox_dir = %s" % path(self.outbox_dir)]
         for name, (extension, command) in sorted((self.runtimes or
                                                   {}).items()):
             text += ["",
@@ -297,6 +318,10 @@ class Node:
             log.write(b"--- e2e harness: start %d ---\n" % self.starts)
             log.flush()
             command = [NODE_BINARY, "--config", self.config_path]
+            if self.windows:
+                command = [os.path.join(SOURCE_DIR, "scripts/wine-run"),
+                           WINDOWS_NODE_BINARY, "--config",
+                           self.native(self.config_path)]
             if self.run_as:
                 uid, gid = self.run_as
                 command = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % gid,
@@ -306,7 +331,9 @@ class Node:
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 cwd=self.folder)
 
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        limit = (WINDOWS_START_TIMEOUT_SECONDS if self.windows
+                 else START_TIMEOUT_SECONDS)
+        deadline = time.monotonic() + limit
         while True:
             text = self.log_since_start()
             if STARTED.search(text):
@@ -319,7 +346,7 @@ class Node:
             if time.monotonic() > deadline:
                 self.kill()
                 raise NodeError("no 'node started' within %ds:\n%s"
-                                % (START_TIMEOUT_SECONDS, text[-3000:]))
+                                % (limit, text[-3000:]))
             time.sleep(0.02)
 
         ports = {"yes": [], "no": []}
