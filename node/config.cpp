@@ -224,7 +224,6 @@ std::string normalise_fingerprint(std::string text) {
 
 bool is_loopback(const std::string& host);
 
-
 // lifetime_hours for operators, lifetime_seconds for a test that watches
 // a mail run out of time; one of them at most.
 std::chrono::seconds read_mail_lifetime(const Reader& r,
@@ -235,8 +234,8 @@ std::chrono::seconds read_mail_lifetime(const Reader& r,
     if (hours && seconds)
         r.fail("mail.lifetime_seconds", "cannot go with lifetime_hours");
     if (seconds)
-        return std::chrono::seconds{r.integer("mail.lifetime_seconds", 0, 1,
-                                              max_hours * 3600)};
+        return std::chrono::seconds{
+            r.integer("mail.lifetime_seconds", 0, 1, max_hours * 3600)};
     if (hours)
         return std::chrono::hours{
             r.integer("mail.lifetime_hours", 0, 1, max_hours)};
@@ -283,9 +282,9 @@ std::optional<MailServer> read_mail_server(const Reader& r) {
         m.password_file = file;
         std::ifstream in(file);
         if (!in || !std::getline(in, m.password) || m.password.empty())
-            r.fail("mail.password_file",
-                   fmt::format("cannot read a password from {}",
-                               file.string()));
+            r.fail(
+                "mail.password_file",
+                fmt::format("cannot read a password from {}", file.string()));
         if (!m.password.empty() && m.password.back() == '\r')
             m.password.pop_back();
     }
@@ -299,19 +298,17 @@ std::optional<MailServer> read_mail_server(const Reader& r) {
     if (m.allow_plaintext_auth && !loopback)
         r.fail("mail.allow_plaintext_auth",
                "credentials go without TLS only to a loopback server");
-    if (m.security == "none" && !m.username.empty() &&
-        !m.allow_plaintext_auth)
+    if (m.security == "none" && !m.username.empty() && !m.allow_plaintext_auth)
         r.fail("mail.username", "would be sent without TLS; set "
                                 "allow_plaintext_auth (loopback only)");
 
     using std::chrono::seconds;
-    m.timeout = seconds{
-        r.integer("mail.timeout_seconds", m.timeout.count(), 1, 3600)};
+    m.timeout =
+        seconds{r.integer("mail.timeout_seconds", m.timeout.count(), 1, 3600)};
     m.data_timeout = seconds{r.integer("mail.data_timeout_seconds",
                                        m.data_timeout.count(), 1, 3600)};
     m.lifetime = read_mail_lifetime(r, m.lifetime);
-    m.first_retry =
-        seconds{r.integer("mail.first_retry_seconds", 60, 1, 3600)};
+    m.first_retry = seconds{r.integer("mail.first_retry_seconds", 60, 1, 3600)};
     m.max_retry = seconds{r.integer("mail.max_retry_seconds", 3600,
                                     m.first_retry.count(), 24 * 3600)};
     return m;
@@ -398,13 +395,11 @@ platform::JobLimits read_job_maxima(const Reader& r) {
     constexpr std::int64_t mib = 1024 * 1024;
     constexpr std::int64_t tib = 1024 * 1024 * mib;
     platform::JobLimits m;
-    m.memory_bytes = r.integer("limits.max_memory_bytes", 1024 * mib,
-                               16 * mib, tib);
-    m.cpu_seconds =
-        r.integer("limits.max_cpu_seconds", 3600, 1, 7 * 24 * 3600);
+    m.memory_bytes =
+        r.integer("limits.max_memory_bytes", 1024 * mib, 16 * mib, tib);
+    m.cpu_seconds = r.integer("limits.max_cpu_seconds", 3600, 1, 7 * 24 * 3600);
     m.processes = r.integer("limits.max_processes", 128, 1, 1'000'000);
-    m.disk_bytes =
-        r.integer("limits.max_disk_bytes", 256 * mib, 1 * mib, tib);
+    m.disk_bytes = r.integer("limits.max_disk_bytes", 256 * mib, 1 * mib, tib);
     m.open_files = r.integer("limits.max_open_files", 1024, 16, 1'000'000);
     return m;
 }
@@ -455,9 +450,8 @@ Runtime::command_with(const std::vector<std::string>& args) const {
     return out;
 }
 
-std::vector<std::string>
-Runtime::with_script(std::vector<std::string> command,
-                     const std::string& script) {
+std::vector<std::string> Runtime::with_script(std::vector<std::string> command,
+                                              const std::string& script) {
     for (auto& word : command) {
         if (word == script_placeholder)
             word = script;
@@ -569,12 +563,12 @@ Config parse_config(std::string_view text, const std::filesystem::path& file) {
             "result_retention_hours", "max_memory_bytes", "max_cpu_seconds",
             "max_processes", "max_disk_bytes", "max_open_files"});
     r.only("containment", {"require_level", "disable", "first_uid"});
-    r.only("mail", {"from", "outbox_dir", "inline_limit_bytes", "server",
-                    "security", "authority", "server_name", "helo_name",
-                    "username", "password_file", "allow_plaintext_auth",
-                    "timeout_seconds", "data_timeout_seconds",
-                    "lifetime_hours", "lifetime_seconds",
-                    "first_retry_seconds", "max_retry_seconds"});
+    r.only("mail",
+           {"from", "outbox_dir", "inline_limit_bytes", "server", "security",
+            "authority", "server_name", "helo_name", "username",
+            "password_file", "allow_plaintext_auth", "timeout_seconds",
+            "data_timeout_seconds", "lifetime_hours", "lifetime_seconds",
+            "first_retry_seconds", "max_retry_seconds"});
     r.only("federation", {"authority", "hop_limit", "capacity_interval_seconds",
                           "relay_timeout_seconds"});
     return c;
@@ -585,8 +579,8 @@ bool is_helo_name(std::string_view name) {
         auto inside = std::string(name.substr(1, name.size() - 2));
         bool v6 = inside.starts_with("IPv6:");
         std::error_code ec;
-        auto address = asio::ip::make_address(v6 ? inside.substr(5) : inside,
-                                              ec);
+        auto address =
+            asio::ip::make_address(v6 ? inside.substr(5) : inside, ec);
         return !ec && address.is_v6() == v6;
     }
     if (name.empty() || name.size() > 253)

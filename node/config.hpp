@@ -67,8 +67,8 @@ struct MailServer {
     std::string helo_name;             // empty: the mailer chooses
     std::string username;              // AUTH when set
     std::filesystem::path password_file;
-    std::string password;              // from password_file; never logged
-    bool allow_plaintext_auth = false; // loopback only
+    std::string password;                   // from password_file; never logged
+    bool allow_plaintext_auth = false;      // loopback only
     std::chrono::seconds timeout{300};      // each reply, RFC 5321 4.5.3.2
     std::chrono::seconds data_timeout{600}; // the reply after the message
     std::chrono::seconds lifetime{5 * 24 * 3600};

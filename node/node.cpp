@@ -49,8 +49,7 @@ const Config& prepared(const Config& c) {
 
 // What a job must never see: the node's own folders and secrets.
 std::vector<fs::path> node_files(const Config& c) {
-    std::vector<fs::path> files{c.file, c.spool_dir, c.work_dir,
-                                c.outbox_dir};
+    std::vector<fs::path> files{c.file, c.spool_dir, c.work_dir, c.outbox_dir};
     for (const auto& f : {c.certificate, c.private_key, c.federation.authority})
         if (!f.empty())
             files.push_back(f);
@@ -113,8 +112,8 @@ Node::Node(Config config)
       scheduler_(io_, config_, jobs_, spool_, executor_,
                  containment_->describe()),
       router_(io_, config_, jobs_, spool_, scheduler_),
-      session_context_{config_,    *containment_, jobs_,
-                       spool_,     scheduler_,    router_},
+      session_context_{config_, *containment_, jobs_,
+                       spool_,  scheduler_,    router_},
       server_(io_, session_context_, tls_ ? &*tls_ : nullptr),
       signals_(io_, SIGINT, SIGTERM), shutdown_deadline_(io_) {
     scheduler_.on_slot_free = [this] { router_.place_waiting(); };

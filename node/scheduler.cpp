@@ -32,9 +32,8 @@ platform::JobLimits job_limits(const cloudproto::JobResources& asked,
 
 Scheduler::Scheduler(asio::io_context& io, const Config& config, JobTable& jobs,
                      Spool& spool, Executor& executor, std::string containment)
-    : io_(io), config_(config), jobs_(jobs), spool_(spool),
-      executor_(executor), containment_(std::move(containment)),
-      slot_busy_(config.slots, false) {}
+    : io_(io), config_(config), jobs_(jobs), spool_(spool), executor_(executor),
+      containment_(std::move(containment)), slot_busy_(config.slots, false) {}
 
 void Scheduler::enqueue(Job& job) {
     queue_.push_back(job.id());

@@ -164,8 +164,8 @@ asio::awaitable<void> Session::run() {
             continue;
         if (line.ec && connection_->send_failed()) {
             // It does not read its replies: one more would be lost too.
-            auto reason = line.ec == asio::error::timed_out ? "send-timeout"
-                                                            : "io-error";
+            auto reason =
+                line.ec == asio::error::timed_out ? "send-timeout" : "io-error";
             co_return co_await close(reason);
         }
         if (line.ec == asio::error::timed_out) {
@@ -376,8 +376,8 @@ asio::awaitable<void> Session::receive_job(const Command& cmd) {
     job.digest = payload_digest(job.descriptor_text, job.script);
     // A peer relaying a job this node holds is owed its result too.
     Job* known = ctx_.jobs.find(id);
-    bool relayed_again = known && relay && known->digest == job.digest &&
-                         known->durable;
+    bool relayed_again =
+        known && relay && known->digest == job.digest && known->durable;
     if (relayed_again) {
         co_await owe_result_too(id);
         co_return;
@@ -510,9 +510,10 @@ std::string Session::arguments_problem(const cloudproto::Descriptor& d) const {
     const Runtime* runtime = ctx_.config.find_runtime(d.runtime);
     if (!runtime)
         return {};
-    const auto script = ctx_.config.work_dir / "job" / ("job." + runtime->extension);
-    return platform::argument_problem(Runtime::with_script(
-        runtime->command_with(d.args), script.string()));
+    const auto script =
+        ctx_.config.work_dir / "job" / ("job." + runtime->extension);
+    return platform::argument_problem(
+        Runtime::with_script(runtime->command_with(d.args), script.string()));
 }
 
 // Custody: the job is in the table at once (so that a second copy of it

@@ -124,23 +124,32 @@ TEST_CASE("a bad configuration names the file, the key and the fault") {
          "tls.certificate: is required"},
         {minimal + "[mail]\nfrom = \"not an address\"\n", "mail.from"},
         {minimal + "[node]\nlog_level = \"loud\"\n", "node"},
-        {minimal + "[runtimes.Perl]\nextension = \"pl\"\n"
-                   "command = [\"" + perl + "\", \"{script}\"]\n",
+        {minimal +
+             "[runtimes.Perl]\nextension = \"pl\"\n"
+             "command = [\"" +
+             perl + "\", \"{script}\"]\n",
          "runtimes.Perl: is not a valid runtime name"},
         {minimal + "[runtimes.perl]\nextension = \"pl\"\n"
                    "command = [\"perl\", \"{script}\"]\n",
          "runtimes.perl.command: must start with an absolute path"},
-        {minimal + "[runtimes.perl]\nextension = \"pl\"\n"
-                   "command = [\"" + perl + "\"]\n",
+        {minimal +
+             "[runtimes.perl]\nextension = \"pl\"\n"
+             "command = [\"" +
+             perl + "\"]\n",
          "runtimes.perl.command: must contain \"{script}\""},
-        {minimal + "[runtimes.perl]\ncommand = [\"" + perl + "\", "
-                   "\"{script}\"]\n",
+        {minimal + "[runtimes.perl]\ncommand = [\"" + perl +
+             "\", "
+             "\"{script}\"]\n",
          "runtimes.perl.extension: is required"},
-        {minimal + "[runtimes.perl]\nextension = \"../x\"\n"
-                   "command = [\"" + perl + "\", \"{script}\"]\n",
+        {minimal +
+             "[runtimes.perl]\nextension = \"../x\"\n"
+             "command = [\"" +
+             perl + "\", \"{script}\"]\n",
          "runtimes.perl.extension: must be 1 to 16 lower-case"},
-        {minimal + "[runtimes.perl]\nextension = \"pl\"\nflavour = 1\n"
-                   "command = [\"" + perl + "\", \"{script}\"]\n",
+        {minimal +
+             "[runtimes.perl]\nextension = \"pl\"\nflavour = 1\n"
+             "command = [\"" +
+             perl + "\", \"{script}\"]\n",
          "runtimes.perl.flavour: is not a known key"},
         {minimal + "[limits]\nslotz = 3\n", "limits.slotz: is not a known key"},
         {minimal + "[mailer]\n", "mailer: is not a known key"},
@@ -162,7 +171,8 @@ command = [")" + python311 + R"(", "{script}"]
     REQUIRE(c.find_runtime("python3.11"));
     CHECK(c.find_runtime("python3.11")->extension == "py");
     CHECK(error_of(minimal + R"([runtimes."python3.11"]
-command = [")" + python311 + R"(", "{script}"]
+command = [")" + python311 +
+                   R"(", "{script}"]
 )")
               .find("runtimes.\"python3.11\".extension: is required") !=
           std::string::npos);
@@ -547,13 +557,20 @@ TEST_CASE("helo_name is a domain name or an address literal") {
         std::string name;
         bool valid;
     } rows[] = {
-        {"mail.provider-a.example", true}, {"provider-a", true},
-        {"[127.0.0.1]", true},             {"[IPv6:::1]", true},
-        {"[IPv6:2001:db8::1]", true},      {"[::1]", false},
-        {"[IPv6:127.0.0.1]", false},       {"[999.0.0.1]", false},
-        {"a..example", false},             {".example", false},
-        {"-a.example", false},             {"a b.example", false},
-        {"a_b.example", false},            {"a.example\r\nMAIL", false},
+        {"mail.provider-a.example", true},
+        {"provider-a", true},
+        {"[127.0.0.1]", true},
+        {"[IPv6:::1]", true},
+        {"[IPv6:2001:db8::1]", true},
+        {"[::1]", false},
+        {"[IPv6:127.0.0.1]", false},
+        {"[999.0.0.1]", false},
+        {"a..example", false},
+        {".example", false},
+        {"-a.example", false},
+        {"a b.example", false},
+        {"a_b.example", false},
+        {"a.example\r\nMAIL", false},
         {std::string(64, 'a') + ".example", false},
     };
     for (const auto& row : rows) {
@@ -567,14 +584,14 @@ TEST_CASE("helo_name is a domain name or an address literal") {
 
 TEST_CASE("credentials go without TLS only when allowed, and to loopback") {
     auto secret_file = std::string(CLOUDPROTO_SOURCE_DIR) + "/LICENSE";
-    auto auth = "username = \"node\"\npassword_file = \"" + secret_file +
-                "\"\n";
+    auto auth =
+        "username = \"node\"\npassword_file = \"" + secret_file + "\"\n";
     CHECK(error_of(with_mail_server + auth)
               .find("mail.username: would be sent without TLS") !=
           std::string::npos);
-    auto c = parse_config(with_mail_server + auth +
-                              "allow_plaintext_auth = true\n",
-                          "/etc/cloud/node.toml");
+    auto c =
+        parse_config(with_mail_server + auth + "allow_plaintext_auth = true\n",
+                     "/etc/cloud/node.toml");
     CHECK(c.mail_server->allow_plaintext_auth);
     CHECK(error_of(minimal + "[mail]\nserver = \"smtp.example.org:587\"\n" +
                    auth + "allow_plaintext_auth = true\n")

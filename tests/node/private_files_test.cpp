@@ -8,14 +8,15 @@
 
 #include <fstream>
 
-
 namespace fs = std::filesystem;
 using namespace cloudnode::platform;
 using test_support::TempDir;
 
 namespace {
 
-void write(const fs::path& file) { std::ofstream(file) << "secret\n"; }
+void write(const fs::path& file) {
+    std::ofstream(file) << "secret\n";
+}
 
 } // namespace
 

@@ -24,9 +24,9 @@ struct LocalFreer {
 using LocalMemory = std::unique_ptr<void, LocalFreer>;
 
 [[noreturn]] void fail(const char* what, const fs::path& path, DWORD code) {
-    throw fs::filesystem_error(what, path,
-                               std::error_code(static_cast<int>(code),
-                                               std::system_category()));
+    throw fs::filesystem_error(
+        what, path,
+        std::error_code(static_cast<int>(code), std::system_category()));
 }
 
 // The node's own user, as its process token says: a TOKEN_USER whose
@@ -39,8 +39,8 @@ std::vector<unsigned char> own_user() {
     DWORD size = 0;
     GetTokenInformation(token.get(), TokenUser, nullptr, 0, &size);
     std::vector<unsigned char> buffer(size);
-    if (size == 0 || !GetTokenInformation(token.get(), TokenUser,
-                                          buffer.data(), size, &size))
+    if (size == 0 || !GetTokenInformation(token.get(), TokenUser, buffer.data(),
+                                          size, &size))
         return {};
     return buffer;
 }
@@ -132,8 +132,8 @@ bool readable_by_others(const fs::path& file) {
         return false;
     const LocalMemory descriptor_owner(descriptor);
     auto user = own_user();
-    return windows::lets_others_read(dacl, user.empty() ? nullptr
-                                                        : sid_of(user));
+    return windows::lets_others_read(dacl,
+                                     user.empty() ? nullptr : sid_of(user));
 }
 
 } // namespace cloudnode::platform

@@ -35,8 +35,8 @@ std::vector<std::string> python_command() {
     if (is_file(launcher))
         return {windows::narrow(launcher), "-3", "-I", "{script}"};
     wchar_t found[MAX_PATH];
-    const DWORD n = SearchPathW(nullptr, L"python.exe", nullptr, MAX_PATH,
-                                found, nullptr);
+    const DWORD n =
+        SearchPathW(nullptr, L"python.exe", nullptr, MAX_PATH, found, nullptr);
     if (n > 0 && n < MAX_PATH)
         return {windows::narrow(std::wstring(found, n)), "-I", "{script}"};
     return {};
@@ -48,7 +48,8 @@ std::vector<Runtime> default_runtimes() {
     // /d: no AutoRun commands; /c: run the script, then exit with its
     // status. command_line() adds /v:off and /s.
     std::vector<Runtime> runtimes{
-        {"batch", "bat",
+        {"batch",
+         "bat",
          {windows::narrow(system_folder() + L"\\cmd.exe"), "/d", "/c",
           "{script}"}},
     };

@@ -51,10 +51,10 @@ TEST_CASE("an access list that lets anyone else read is told apart") {
         const wchar_t* sddl;
         bool others;
     } rows[] = {
-        {L"D:(A;;FR;;;WD)", true},                      // Everyone
-        {L"D:(A;;FR;;;BU)", true},                      // Users
-        {L"D:(A;;FA;;;SY)(A;;0x1;;;AU)", true},         // read data only
-        {L"D:(A;;GR;;;S-1-5-21-1111-2222-3333-1002)", true}, // another user
+        {L"D:(A;;FR;;;WD)", true},                            // Everyone
+        {L"D:(A;;FR;;;BU)", true},                            // Users
+        {L"D:(A;;FA;;;SY)(A;;0x1;;;AU)", true},               // read data only
+        {L"D:(A;;GR;;;S-1-5-21-1111-2222-3333-1002)", true},  // another user
         {L"D:(A;;FA;;;S-1-5-21-1111-2222-3333-1001)", false}, // the node
         {L"D:(A;;FA;;;SY)(A;;FA;;;BA)", false},
         {L"D:(A;OICIIO;FR;;;WD)", false}, // only for what is made inside
