@@ -1,4 +1,5 @@
 #include "node/server.hpp"
+#include "node/platform/listener.hpp"
 
 #include "cloudproto/log.hpp"
 #include "cloudproto/protocol.hpp"
@@ -117,7 +118,7 @@ void Server::bind(const ListenAddress& address, bool tls) {
     auto& l = listeners_.emplace_back(Listener{tcp::acceptor(io_), tls});
     l.acceptor.open(ep.protocol(), ec);
     if (!ec)
-        l.acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+        platform::claim_address(l.acceptor, ec);
     if (!ec)
         l.acceptor.bind(ep, ec);
     if (!ec)
@@ -140,7 +141,8 @@ asio::awaitable<void> Server::accept_loop(Listener& listener) {
         std::error_code ec;
         tcp::socket socket = co_await listener.acceptor.async_accept(
             asio::redirect_error(asio::use_awaitable, ec));
-        if (ec == asio::error::operation_aborted || !listener.acceptor.is_open())
+        if (ec == asio::error::operation_aborted ||
+            !listener.acceptor.is_open())
             co_return;
         if (ec == asio::error::connection_aborted)
             continue; // gone before it was accepted
@@ -176,8 +178,7 @@ void Server::note_accept_success() {
     if (accept_failures_ == 0 ||
         clock::now() - last_accept_failure_ < 2 * max_accept_pause)
         return;
-    log::info("-", "server", "accept-resumed", "failures={}",
-              accept_failures_);
+    log::info("-", "server", "accept-resumed", "failures={}", accept_failures_);
     accept_failures_ = 0;
 }
 
@@ -286,15 +287,15 @@ void Server::start_session(tcp::socket socket, bool tls,
     ++sessions_from_[source];
     sessions_.remove_if([](auto& w) { return w.expired(); });
     sessions_.push_back(session);
-    asio::co_spawn(
-        io_, session->run(), [this, session, source](std::exception_ptr e) {
-            --open_sessions_;
-            auto it = sessions_from_.find(source);
-            if (--it->second == 0)
-                sessions_from_.erase(it);
-            if (e)
-                log_crash(session->id(), "session", e);
-        });
+    asio::co_spawn(io_, session->run(),
+                   [this, session, source](std::exception_ptr e) {
+                       --open_sessions_;
+                       auto it = sessions_from_.find(source);
+                       if (--it->second == 0)
+                           sessions_from_.erase(it);
+                       if (e)
+                           log_crash(session->id(), "session", e);
+                   });
 }
 
 void Server::stop() {
