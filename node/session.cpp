@@ -179,14 +179,38 @@ asio::awaitable<void> Session::run() {
         }
         if (line.kind == cloudproto::LineEvent::Kind::too_long) {
             log::info(id_, "session", "refused", "reason=line-too-long");
-            reply(code::syntax_error,
-                  fmt::format("line too long (the limit is {} octets)",
-                              cloudproto::max_line_bytes));
+            auto text = fmt::format("line too long (the limit is {} octets)",
+                                    cloudproto::max_line_bytes);
+            if (may_carry_payload(line.text, false))
+                reply_and_close(code::syntax_error, text, "line-too-long",
+                                true);
+            else
+                reply(code::syntax_error, text);
             continue;
         }
         co_await dispatch(line.text);
     }
     co_await close(close_reason_);
+}
+
+// Whether a payload may follow a refused line, whose octets must then
+// never run as commands: its verb (the letters after any leading SP or
+// HTAB) is one that carries a payload, or, of a line known only by its
+// first octets (`whole` false), the verb may go on past them.
+bool Session::may_carry_payload(std::string_view line, bool whole) const {
+    auto start = line.find_first_not_of(" \t");
+    if (start == std::string_view::npos)
+        return !whole;
+    auto end = start;
+    while (end < line.size() && ((line[end] >= 'A' && line[end] <= 'Z') ||
+                                 (line[end] >= 'a' && line[end] <= 'z')))
+        ++end;
+    if (end == line.size() && !whole)
+        return true;
+    auto verb = upper(std::string(line.substr(start, end - start)));
+    return std::any_of(std::begin(verbs), std::end(verbs), [&](const Verb& v) {
+        return v.carries_payload && v.name == verb;
+    });
 }
 
 // Returns what is wrong with a command line's octets, if anything.
@@ -205,13 +229,7 @@ asio::awaitable<void> Session::dispatch(const std::string& line) {
     log::trace(id_, "session", "recv", "line={}", log::value(line));
     if (auto bad = check_line(line)) {
         log::info(id_, "session", "refused", "reason=bad-octets");
-        // A payload may follow; its octets must never run as commands.
-        auto first = upper(line.substr(0, line.find_first_of(" \t")));
-        bool payload =
-            std::any_of(std::begin(verbs), std::end(verbs), [&](const Verb& v) {
-                return v.carries_payload && v.name == first;
-            });
-        if (payload)
+        if (may_carry_payload(line, true))
             reply_and_close(code::syntax_error, *bad, "bad-octets", true);
         else
             reply(code::syntax_error, *bad);

@@ -97,6 +97,7 @@ private:
     void answer_known(const Job& known, const Job& again);
     std::optional<std::string> check_descriptor(Job& job);
     std::string arguments_problem(const cloudproto::Descriptor& d) const;
+    bool may_carry_payload(std::string_view line, bool whole) const;
     Job* check_job(const std::string& id);
     asio::awaitable<bool> store(Job& job);
 

@@ -88,7 +88,10 @@ LineEvent LineReader::next() {
     if (unread < max_line_bytes_)
         return {};
 
-    // The limit is reached without an LF: drop the line as it comes.
+    // The limit is reached without an LF: drop the line as it comes,
+    // keeping its first octets.
+    head_size_ = std::min(head_.size(), max_line_bytes_);
+    std::memcpy(head_.data(), line, head_size_);
     begin_ += scanned_;
     scanned_ = 0;
     discarding_ = true;
@@ -112,7 +115,7 @@ LineEvent LineReader::skip_long_line() {
     if (begin_ == end_)
         begin_ = end_ = 0;
     discarding_ = false;
-    return {LineEvent::Kind::too_long, {}};
+    return {LineEvent::Kind::too_long, {head_.data(), head_size_}};
 }
 
 // A payload only ever follows a line event, so no over-long line is

@@ -367,7 +367,8 @@ def bare_lf():
 def long_line():
     s = Script("long-line",
                "A line may hold 1000 octets with its CRLF; a longer one is",
-               "discarded up to its LF, answered 500, and the session goes on.")
+               "discarded up to its LF and answered 500; the session goes on",
+               "when the line's verb carries no payload.")
     s.greet()
     s.hello()
     # HELLO refuses a client name of more than 255 octets with 501: a
@@ -434,6 +435,32 @@ def bad_octets_submit():
     s.hello()
     s.raw(("SUBMIT %s 50 8\x00\r\nNOOP\r\n" % JOB_ID).encode())
     s.s("500")
+    s.closed()
+    return s
+
+
+def bad_octets_submit_indented():
+    s = Script("bad-octets-submit-indented",
+               "The same after leading SP, in lower case: the verb is what",
+               "counts, wherever the line's first word starts.")
+    s.greet()
+    s.hello()
+    s.raw(("  submit %s 50 8\x00\r\nNOOP\r\n" % JOB_ID).encode())
+    s.s("500")
+    s.closed()
+    return s
+
+
+def long_line_submit(name, line, why):
+    s = Script(name,
+               "An over-long line whose first octets show a verb that carries",
+               "a payload, or do not show the whole verb (%s):" % why,
+               "where a payload would end is unknown, so the node answers 500",
+               "and closes; what follows never runs as commands.")
+    s.greet()
+    s.hello()
+    s.raw(line + b"\r\nNOOP\r\n")
+    s.s("500", r"line too long")
     s.closed()
     return s
 
@@ -959,7 +986,14 @@ def main():
                  "RELAY %s 0 0 HOPS=1 TRACE=vectors.example" % JOB_ID),
         stranger("RETURN", "RETURN %s 0 0 0" % JOB_ID),
         lowercase_verbs(), bare_lf(), long_line(), bad_octets(),
-        bad_octets_submit(),
+        bad_octets_submit(), bad_octets_submit_indented(),
+        long_line_submit("long-line-submit",
+                         ("SUBMIT %s 50 8 X=" % JOB_ID).encode() + b"a" * 1000,
+                         "SUBMIT"),
+        long_line_submit("long-line-relay-lowercase",
+                         b"  relay " + b"n" * 1000, "relay after SP"),
+        long_line_submit("long-line-verb-unseen", b"   " + b"Q" * 1000,
+                         "its letters run past the first 16 octets"),
         submit_bash(), submit_python(), submit_payload_framing(),
         submit_empty_script(), duplicate_submit(), id_conflict(),
         bad_descriptor(), unknown_runtime(), too_large(), submit_syntax(),

@@ -191,6 +191,28 @@ class ProtocolTests:
         self.assert_serves_others()
         self.assert_no_job(job_id)
 
+    def test_over_long_submit_line_smuggles_no_job(self):
+        # The payload of a SUBMIT whose line is too long is itself a
+        # whole SUBMIT: were the session to go on after the 500, that
+        # inner job would be handed in.
+        outer, inner = new_job_id(), new_job_id()
+        d = self.job("smuggled").encode()
+        smuggled = (b"SUBMIT %s %d %d\r\n" % (inner.encode(), len(d),
+                                               len(ECHO_SCRIPT))
+                    + d + ECHO_SCRIPT)
+        line = b"SUBMIT %s %d %d X=%s\r\n" % (
+            outer.encode(), len(d), len(smuggled), b"a" * 1000)
+        with self.connect() as c:
+            c.hello()
+            c.send(line + d + smuggled)
+            reply = c.reply()
+            self.assertEqual(reply.code, 500, reply)
+            self.assertRegex(reply.text, r"line too long")
+            self.assertTrue(c.is_closed(), "the session went on after 500")
+        self.assert_no_job(inner)
+        self.assert_no_job(outer)
+        self.assert_serves_others()
+
     def test_short_payload_then_idle(self):
         job_id = new_job_id()
         d = self.job("short").encode()

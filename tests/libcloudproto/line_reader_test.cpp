@@ -334,3 +334,33 @@ TEST_CASE("LineReader: a long stream of lines through a reused buffer") {
         CHECK(reader.buffered() == 0);
     }
 }
+
+TEST_CASE("LineReader: an over-long line keeps its first octets, however "
+          "it arrives") {
+    const std::string line = "  submit job-1 50 8 X=" + std::string(2000, 'a');
+    const std::string input = line + "\r\nNOOP\r\n";
+    for (std::size_t piece : {std::size_t{1}, std::size_t{7}, std::size_t{999},
+                              std::size_t{1000}, input.size()}) {
+        CAPTURE(piece);
+        LineReader reader(cloudproto::max_line_bytes);
+        std::vector<std::string> events;
+        for (std::size_t at = 0; at < input.size(); at += piece) {
+            reader.append(std::string_view(input).substr(at, piece));
+            for (LineEvent e = reader.next();
+                 e.kind != LineEvent::Kind::need_more; e = reader.next()) {
+                const bool long_one = e.kind == LineEvent::Kind::too_long;
+                events.push_back((long_one ? "too_long " : "line ") +
+                                 std::string(e.text));
+            }
+        }
+        REQUIRE(events.size() == 2);
+        CHECK(events[0] == "too_long " + line.substr(0, 16));
+        CHECK(events[1] == "line NOOP");
+    }
+    // Under a limit smaller than what a reader keeps: the whole limit.
+    LineReader small(4);
+    small.append("abcdefgh\n");
+    const LineEvent e = small.next();
+    CHECK(e.kind == LineEvent::Kind::too_long);
+    CHECK(e.text == "abcd");
+}

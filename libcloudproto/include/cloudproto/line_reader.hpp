@@ -3,6 +3,7 @@
 // line (proto-spec section "Framing").
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <span>
 #include <string>
@@ -14,11 +15,16 @@ struct LineEvent {
     enum class Kind {
         need_more, // no complete line buffered yet
         line,      // `text` holds one line, without its CRLF or LF
-        too_long,  // a line passed the limit; it was discarded whole
+        too_long,  // a line passed the limit; it was discarded whole, but
+                   // `text` holds its first octets (line_head_bytes,
+                   // fewer only under a smaller limit)
     };
     Kind kind = Kind::need_more;
     std::string_view text; // valid until the next call on the reader
 };
+
+// What a reader keeps of a line it discards: enough to tell its verb.
+constexpr std::size_t line_head_bytes = 16;
 
 class LineReader {
 public:
@@ -60,6 +66,9 @@ private:
 
     // Inside an over-long line: octets are dropped until its LF.
     bool discarding_ = false;
+    // The first octets of the line being dropped.
+    std::array<char, line_head_bytes> head_{};
+    std::size_t head_size_ = 0;
 };
 
 } // namespace cloudproto
