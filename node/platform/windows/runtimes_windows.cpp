@@ -28,18 +28,34 @@ bool is_file(const std::wstring& path) {
            !(attributes & FILE_ATTRIBUTE_DIRECTORY);
 }
 
-// The py launcher for all users, else python.exe as the node's own
-// search path finds it; empty when neither is there.
+// A folder from the environment, or empty.
+std::wstring environment_folder(const wchar_t* name) {
+    wchar_t buffer[MAX_PATH];
+    const DWORD n = GetEnvironmentVariableW(name, buffer, MAX_PATH);
+    return n > 0 && n < MAX_PATH ? std::wstring(buffer, n) : std::wstring();
+}
+
+// The py launcher, installed for all users or for the node's own, else
+// python.exe as the node's search path finds it, unless that is the
+// Microsoft Store's stand-in (under WindowsApps), which runs nothing
+// but offers to install Python; empty when none is there.
 std::vector<std::string> python_command() {
-    const std::wstring launcher = windows_folder() + L"\\py.exe";
-    if (is_file(launcher))
-        return {windows::narrow(launcher), "-3", "-I", "{script}"};
+    std::vector<std::wstring> launchers{windows_folder() + L"\\py.exe"};
+    if (auto local = environment_folder(L"LOCALAPPDATA"); !local.empty())
+        launchers.push_back(local + L"\\Programs\\Python\\Launcher\\py.exe");
+    for (const auto& launcher : launchers) {
+        if (is_file(launcher))
+            return {windows::narrow(launcher), "-3", "-I", "{script}"};
+    }
     wchar_t found[MAX_PATH];
     const DWORD n =
         SearchPathW(nullptr, L"python.exe", nullptr, MAX_PATH, found, nullptr);
-    if (n > 0 && n < MAX_PATH)
-        return {windows::narrow(std::wstring(found, n)), "-I", "{script}"};
-    return {};
+    if (n == 0 || n >= MAX_PATH)
+        return {};
+    const std::wstring path(found, n);
+    if (path.find(L"\\WindowsApps\\") != std::wstring::npos)
+        return {};
+    return {windows::narrow(path), "-I", "{script}"};
 }
 
 } // namespace
