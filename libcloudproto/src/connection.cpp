@@ -201,6 +201,14 @@ asio::awaitable<std::error_code> Connection::read_payload(std::size_t n,
     out.clear();
     reader_.take(n, out);
     while (out.size() < n) {
+        // About to wait for the peer, as read_line() does: the replies to
+        // the commands it sent before this payload go out first (a client
+        // may wait for them before it sends the rest).
+        if (!output_.empty()) {
+            auto ec = co_await flush();
+            if (ec)
+                co_return ec;
+        }
         std::size_t before = out.size();
         std::size_t want = std::min(n - before, read_chunk_bytes);
         out.resize(before + want);

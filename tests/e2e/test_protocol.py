@@ -95,6 +95,21 @@ class ProtocolTests:
             self.assertEqual(codes, [250, 503, 250, 250, 550, 500, 214, 221])
             self.assertTrue(c.is_closed(), "no close after QUIT")
 
+    def test_replies_before_a_payload_come_while_it_is_awaited(self):
+        # A client may wait for the replies to what it sent before a
+        # SUBMIT's payload before it sends the rest of that payload.
+        job_id = new_job_id()
+        d = self.job("late").encode()
+        with self.connect() as c:
+            c.send(b"HELLO early\r\nNOOP\r\nSUBMIT %s %d %d\r\n"
+                   % (job_id.encode(), len(d), len(ECHO_SCRIPT)) + d[:5])
+            self.assertEqual([c.reply(timeout=5).code for _ in range(2)],
+                             [250, 250])
+            c.send(d[5:] + ECHO_SCRIPT)
+            reply = c.reply()
+            self.assertEqual((reply.code, reply.text),
+                             (250, job_id + " accepted"))
+
     def test_pipelined_submit_status_wait_result(self):
         job_id = new_job_id()
         d = self.job("piped", "a b").encode()
