@@ -147,6 +147,17 @@ class WindowsNodeTest(federation.FederationTestCase):
                 self.assertIn(why.encode(), err)
                 self.assertEqual(self.status_code(WINDOWS, job_id), 550)
 
+    def test_arguments_refused_by_the_only_runner_fail_at_the_origin(self):
+        # The Linux node stores the job (it runs no batch itself, so it
+        # cannot judge its arguments); the Windows node refuses the
+        # relay for good, and nobody else offers batch.
+        job_id, code, out, err = self.submit(LINUX, ["100%"])
+        self.assertEqual(code, 0, err)
+        report = self.wait_for_state(LINUX, job_id, "failed", timeout=30)
+        self.assertRegex(report.get("ERROR", ""),
+                         r"%s refused it: 553 descriptor rejected: args: .*'%%'"
+                         % WINDOWS)
+
     def test_linux_node_relays_batch_to_the_windows_node(self):
         job_id, code, out, err = self.submit(LINUX, ["relayed & more"],
                                              "--wait")
