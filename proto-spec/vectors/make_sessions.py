@@ -426,26 +426,11 @@ def bad_octets():
     return s
 
 
-def bad_octets_submit():
-    s = Script("bad-octets-submit",
-               "A SUBMIT line with a refused octet: where its payload would",
-               "end is unknown, so the node answers 500 and closes; the",
-               "octets after the line never run as commands.")
+def bad_octets_submit(name, verb, *notes):
+    s = Script(name, *notes)
     s.greet()
     s.hello()
-    s.raw(("SUBMIT %s 50 8\x00\r\nNOOP\r\n" % JOB_ID).encode())
-    s.s("500")
-    s.closed()
-    return s
-
-
-def bad_octets_submit_indented():
-    s = Script("bad-octets-submit-indented",
-               "The same after leading SP, in lower case: the verb is what",
-               "counts, wherever the line's first word starts.")
-    s.greet()
-    s.hello()
-    s.raw(("  submit %s 50 8\x00\r\nNOOP\r\n" % JOB_ID).encode())
+    s.raw(("%s %s 50 8\x00\r\nNOOP\r\n" % (verb, JOB_ID)).encode())
     s.s("500")
     s.closed()
     return s
@@ -986,7 +971,16 @@ def main():
                  "RELAY %s 0 0 HOPS=1 TRACE=vectors.example" % JOB_ID),
         stranger("RETURN", "RETURN %s 0 0 0" % JOB_ID),
         lowercase_verbs(), bare_lf(), long_line(), bad_octets(),
-        bad_octets_submit(), bad_octets_submit_indented(),
+        bad_octets_submit("bad-octets-submit", "SUBMIT",
+                          "A SUBMIT line with a refused octet: where its "
+                          "payload would",
+                          "end is unknown, so the node answers 500 and "
+                          "closes; the",
+                          "octets after the line never run as commands."),
+        bad_octets_submit("bad-octets-submit-indented", "  submit",
+                          "The same after leading SP, in lower case: the "
+                          "verb is what",
+                          "counts, wherever the line's first word starts."),
         long_line_submit("long-line-submit",
                          ("SUBMIT %s 50 8 X=" % JOB_ID).encode() + b"a" * 1000,
                          "SUBMIT"),
